@@ -1,0 +1,111 @@
+"""``pc3d-train``: train any pc3d model from a Hydra config.
+
+``train(cfg)`` is a plain function (usable from notebooks and tests); ``main`` is the thin
+``@hydra.main`` wrapper behind the console script and ``python -m pc3d.cli.train``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from pc3d.cli._common import CONFIG_DIR, instantiate_group, plain_config, scalar_metrics
+
+log = logging.getLogger("pc3d.train")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit (and optionally test) the model, datamodule and trainer that ``cfg`` describes.
+
+    Returns a dict with ``metrics`` (floats: the final ``train/…``, ``val/…`` and ``test/…``
+    values), ``output_dir``, ``best_ckpt``, ``last_ckpt`` and the live ``model``, ``datamodule``
+    and ``trainer`` objects.
+    """
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import WandbLogger
+
+    from pc3d.callbacks import ConfigInCheckpoint
+
+    if cfg.get("seed") is not None:
+        L.seed_everything(int(cfg.seed), workers=True)
+    torch.set_float32_matmul_precision("high")
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks.append(ConfigInCheckpoint(plain_config(cfg)))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams(plain_config(cfg))
+
+    try:
+        ckpt_path = cfg.get("ckpt_path")
+        if ckpt_path and not Path(ckpt_path).is_file():
+            raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = scalar_metrics(trainer.callback_metrics)
+        ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+        last = ckpt_cb.last_model_path if ckpt_cb is not None else ""
+        if cfg.get("test") and not trainer.interrupted:
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+            metrics.update(scalar_metrics(trainer.callback_metrics))
+    finally:
+        for lg in loggers:
+            if isinstance(lg, WandbLogger):  # one W&B run per job, also under -m sweeps
+                import wandb
+
+                wandb.finish()
+    result = {"metrics": metrics, "output_dir": str(output_dir), "best_ckpt": best or None,
+              "last_ckpt": last or None, "model": model, "datamodule": datamodule, "trainer": trainer}
+    if trainer.is_global_zero:
+        print_summary(result)
+    return result
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    """Print where the run's artefacts are and its final metrics (rank 0)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False)
+    table = Table(title="pc3d: final metrics", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result["metrics"].items():
+        table.add_row(k, f"{v:.6g}")
+    console.print(table)
+    console.print(f"run dir:         {os.path.abspath(result['output_dir'])}")
+    console.print(f"best checkpoint: {result['best_ckpt']}")
+    console.print(f"last checkpoint: {result['last_ckpt']}  (resume: pc3d-train ckpt_path=<this>)")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    result = train(cfg)
+    # the value of the monitored metric, for Hydra sweepers that optimise it
+    value = result["metrics"].get(cfg.get("monitor", ""))
+    return value
+
+
+def main() -> None:
+    """Console entry point ``pc3d-train``."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.INFO)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,138 @@
+"""Self-supervised point-cloud autoencoder (the pretraining stage of pc3d)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from pc3d.metrics.probe import linear_probe
+from pc3d.ops import chamfer_distance
+
+
+class Autoencoder(L.LightningModule):
+    """Point-cloud autoencoder trained with the Chamfer distance, no labels needed.
+
+    ``encoder`` maps a cloud to a latent code, ``decoder`` maps the code back to a cloud; the
+    loss is :func:`pc3d.ops.chamfer_distance` (squared, sum of the two directional means, batch
+    mean) between input and reconstruction. Any decoder with the ``(B, latent_dim) -> (B, N, 3)``
+    contract plugs in (the fully connected :class:`pc3d.nn.FCDecoder` by default; the tree-GAN
+    generator later).
+
+    Logged: ``train/loss`` (= train CD), ``val/cd``, ``test/cd`` and, at the end of testing,
+    ``test/linear_probe_acc``: a logistic regression fitted on the frozen latents of the train
+    split (``datamodule.probe_dataloader("train")``) predicts the category of the test shapes.
+    CD values are in the units of the (normalised) data, squared.
+
+    Shapes:
+        batch["points"]: (B, N, 3); batch["category"]: (B,)
+        forward(points) -> reconstruction (B, N_out, 3)
+        encode(points) -> (B, latent_dim)
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        latent_dim: int = 128,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        linear_probe: bool = True,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent_dim = int(latent_dim)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.run_linear_probe = bool(linear_probe)
+        enc_dim = getattr(encoder, "latent_dim", self.latent_dim)
+        dec_dim = getattr(decoder, "latent_dim", self.latent_dim)
+        if enc_dim != self.latent_dim or dec_dim != self.latent_dim:
+            raise ValueError(f"Autoencoder: latent sizes disagree: latent_dim={self.latent_dim}, "
+                             f"encoder.latent_dim={enc_dim}, decoder.latent_dim={dec_dim}")
+        self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"])
+        self._test_latents: list[torch.Tensor] = []
+        self._test_labels: list[torch.Tensor] = []
+
+    # ------------------------------------------------------------------ networks
+    def encode(self, points: torch.Tensor) -> torch.Tensor:
+        return self.encoder(points)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(points))
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        points = batch["points"]
+        loss = chamfer_distance(self(points), points)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=points.shape[0])
+        return loss
+
+    def _eval_step(self, batch: dict, stage: str) -> dict:
+        points = batch["points"]
+        z = self.encode(points)
+        recon = self.decode(z)
+        cd = chamfer_distance(recon, points, reduction="none")
+        self.log(f"{stage}/cd", cd.mean(), prog_bar=stage == "val", on_epoch=True, sync_dist=True,
+                 batch_size=points.shape[0])
+        return {"recon": recon.detach(), "z": z.detach(), "cd": cd.detach()}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        out = self._eval_step(batch, "test")
+        if self.run_linear_probe:
+            self._test_latents.append(out["z"].cpu())
+            self._test_labels.append(batch["category"].cpu())
+        return out
+
+    def on_test_epoch_start(self) -> None:
+        self._test_latents.clear()
+        self._test_labels.clear()
+
+    def on_test_epoch_end(self) -> None:
+        if not self.run_linear_probe or not self._test_latents:
+            return
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None or not hasattr(dm, "probe_dataloader"):
+            return
+        z_te = torch.cat(self._test_latents)
+        y_te = torch.cat(self._test_labels)
+        if self.trainer.world_size > 1:  # every rank saw a shard of the test split
+            z_te = self.all_gather(z_te.to(self.device)).reshape(-1, z_te.shape[1]).cpu()
+            y_te = self.all_gather(y_te.to(self.device)).reshape(-1).cpu()
+        z_tr, y_tr = self.embed(dm.probe_dataloader("train"))
+        result = linear_probe(z_tr, y_tr, z_te, y_te)
+        self.log("test/linear_probe_acc", result.accuracy, rank_zero_only=True)
+        self.log("test/linear_probe_train_acc", result.train_accuracy, rank_zero_only=True)
+        self._test_latents.clear()
+        self._test_labels.clear()
+
+    @torch.no_grad()
+    def embed(self, loader) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent codes and labels of every cloud in ``loader``: ((M, latent_dim), (M,))."""
+        was_training = self.training
+        self.eval()
+        zs, ys = [], []
+        for batch in loader:
+            zs.append(self.encode(batch["points"].to(self.device)).cpu())
+            ys.append(batch["category"].cpu())
+        self.train(was_training)
+        return torch.cat(zs), torch.cat(ys)
+
+    # ------------------------------------------------------------------ optim
+    def configure_optimizers(self):
+        factory = self.optimizer_factory or (lambda params: torch.optim.Adam(params, lr=5e-4))
+        optimizer = factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
