@@ -1,0 +1,306 @@
+"""Lightning DataModule over PC15k-layout point clouds (real ShapeNetCore.v2.PC15k or built-in).
+
+Batches (see :func:`collate`)::
+
+    points    (B, N, 3) float32   normalized, N = n_points
+    category  (B,)      int64     labels in sorted-synset order (``dm.synsets``)
+    synset    list[str]
+    model_id  list[str]
+    index     (B,)      int64     item index in its split
+    shift     (B, 1, 3) float32   raw = points * scale + shift
+    scale     (B, 1, 1) float32
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from pc3d.data.pc15k import SPLITS, PC15kDataset, _parse_global_stats
+
+__all__ = ["PC15K_DIRNAME", "PointCloudDataModule", "collate"]
+
+#: Name of the PC15k directory inside the built-in data root.
+PC15K_DIRNAME = "ShapeNetCore.v2.PC15k"
+
+
+def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stack a list of :class:`~pc3d.data.PC15kDataset` items into a batch.
+
+    Tensors are stacked on a new first dim (``points`` (N,3) -> (B,N,3), ``shift`` (1,3) ->
+    (B,1,3), ``scale`` (1,1) -> (B,1,1), scalar ``category`` -> (B,)); numpy arrays likewise;
+    Python ints/floats/bools become a ``(B,)`` tensor; strings and anything else stay lists.
+    """
+    if not items:
+        raise ValueError("collate: empty list of items")
+    keys = list(items[0].keys())
+    for it in items[1:]:
+        if list(it.keys()) != keys:
+            raise ValueError(f"collate: items have different keys: {keys} vs {list(it.keys())}")
+    out: dict[str, Any] = {}
+    for key in keys:
+        vals = [it[key] for it in items]
+        first = vals[0]
+        if isinstance(first, torch.Tensor):
+            out[key] = torch.stack(vals)
+        elif isinstance(first, np.ndarray):
+            out[key] = torch.from_numpy(np.stack(vals))
+        elif isinstance(first, bool | int | float) and not isinstance(first, str):
+            out[key] = torch.tensor(vals)
+        else:
+            out[key] = list(vals)
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    """Mappings/sequences (incl. OmegaConf containers) and Paths -> plain dict/list/str."""
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, str | bytes):
+        return obj
+    if isinstance(obj, Sequence) or (hasattr(obj, "__iter__") and type(obj).__name__ == "ListConfig"):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+class PointCloudDataModule(LightningDataModule):
+    """Train/val/test loaders over a PC15k-layout root.
+
+    Args:
+        root: the DATASET root ``<root>/<synset>/{train,val,test}/*.npy``; for the built-in
+            set ``<builtin_root>/ShapeNetCore.v2.PC15k``. May be ``None`` when ``synthetic``
+            is given (it then defaults to ``synthetic["root"]/ShapeNetCore.v2.PC15k``).
+        categories: ``"all"``, a name, a synset id or a list (see :class:`PC15kDataset`).
+            Resolved on the train split; val/test use the same synsets so labels agree.
+        n_points: points per cloud.
+        normalize: ``"none" | "unit_sphere" | "unit_bbox" | "global"``. ``"global"`` computes
+            PointFlow's statistics on the train split in :meth:`setup` (unless given or
+            restored from a checkpoint) and uses them for every split.
+        batch_size: train batch size. eval_batch_size: val/test/probe batch size (default
+            ``batch_size``).
+        num_workers, persistent_workers (default: ``num_workers > 0``), pin_memory: passed
+            to every DataLoader.
+        pointflow_split: PointFlow's row split (train rows [0, 10000), val/test the rest).
+        in_memory: load every file of a split into memory once.
+        synthetic: ``None`` for real data, or the keyword arguments of
+            ``pc3d.data.synthetic.ensure_generated`` including ``root`` (the built-in root);
+            :meth:`prepare_data` then generates the set if it is missing.
+        seed: seed of the fixed val/test/probe sampling.
+        drop_last: drop the last incomplete train batch (default True, so BatchNorm never
+            sees a batch of 1). Val/test never drop.
+        global_stats: ``{"mean": [3], "std": s}`` to use instead of computing them.
+        train_transform: optional ``(N,3) -> (N,3)`` augmentation for the train split only
+            (e.g. :class:`pc3d.data.transforms.RandomRotateY`); not saved in hparams.
+
+    After :meth:`setup`: ``train_set``/``val_set``/``test_set``, ``num_classes``, ``names``,
+    ``synsets``, ``global_stats``. :meth:`state_dict` carries ``global_stats`` (plain types)
+    into checkpoints; :meth:`load_state_dict` restores them into every built data set.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        categories: str | Sequence[str] = "all",
+        n_points: int = 2048,
+        normalize: str = "none",
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pointflow_split: bool = False,
+        in_memory: bool = False,
+        synthetic: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        eval_batch_size: int | None = None,
+        drop_last: bool = True,
+        persistent_workers: bool | None = None,
+        pin_memory: bool = False,
+        global_stats: Mapping[str, Any] | None = None,
+        train_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        super().__init__()
+        # Plain containers only, so checkpoints load with torch.load(weights_only=True).
+        categories = categories if isinstance(categories, str) else [str(c) for c in categories]
+        synthetic = None if synthetic is None else _plain(synthetic)
+        if synthetic is not None and "root" not in synthetic:
+            raise ValueError(f"synthetic must include 'root' (the built-in data root), got keys {sorted(synthetic)}")
+        if root is None:
+            if synthetic is None:
+                raise ValueError("pass root (the PC15k directory) or synthetic (ensure_generated kwargs with 'root')")
+            root = Path(synthetic["root"]) / PC15K_DIRNAME
+        root = str(root)
+        if global_stats is not None:
+            global_stats = _parse_global_stats(global_stats)[2]
+        for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if eval_batch_size is not None and (not isinstance(eval_batch_size, int) or eval_batch_size < 1):
+            raise ValueError(f"eval_batch_size must be a positive int or None, got {eval_batch_size!r}")
+        self.save_hyperparameters(ignore=["train_transform"])
+
+        self.root = Path(root)
+        self.categories = categories
+        self.n_points = n_points
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pointflow_split = pointflow_split
+        self.in_memory = in_memory
+        self.synthetic = synthetic
+        self.seed = seed
+        self.drop_last = drop_last
+        self.persistent_workers = num_workers > 0 if persistent_workers is None else bool(persistent_workers)
+        self.pin_memory = pin_memory
+        self.global_stats: dict[str, Any] | None = global_stats
+        self.train_transform = train_transform
+
+        self.train_set: PC15kDataset | None = None
+        self.val_set: PC15kDataset | None = None
+        self.test_set: PC15kDataset | None = None
+        self._probe_sets: dict[str, PC15kDataset] = {}
+
+    # ------------------------------------------------------------------ data preparation
+    def prepare_data(self) -> None:
+        """Generate the built-in set when ``synthetic`` is given (rank 0 only under DDP)."""
+        if self.synthetic is None:
+            return
+        try:
+            from pc3d.data.synthetic import ensure_generated
+        except ImportError as exc:  # pragma: no cover - depends on the installed package
+            raise ImportError("synthetic data needs pc3d.data.synthetic, which could not be imported") from exc
+        ensure_generated(**self.synthetic)
+
+    def _make(self, split: str, sampling: str, categories, in_memory: bool, transform=None) -> PC15kDataset:
+        return PC15kDataset(
+            self.root,
+            categories=categories,
+            split=split,
+            n_points=self.n_points,
+            sampling=sampling,
+            normalize=self.normalize,
+            global_stats=self.global_stats if self.normalize == "global" else None,
+            pointflow_split=self.pointflow_split,
+            in_memory=in_memory,
+            seed=self.seed,
+            transform=transform,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the data sets that ``stage`` needs (``fit``: train+val, ``validate``: val,
+        ``test``/``predict``: test, ``None``: all). The train split is always listed, since
+        it fixes the synsets (labels) and the global statistics."""
+        fit = stage in (None, "fit")
+        if self.train_set is None or (fit and self.in_memory and not self.train_set.in_memory):
+            self.train_set = self._make(
+                "train", "random", self.categories, in_memory=self.in_memory and fit, transform=self.train_transform
+            )
+            if self.normalize == "global" and self.global_stats is None:
+                self.global_stats = self.train_set.global_stats
+        synsets = self.train_set.synsets
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            self.val_set = self._make("val", "fixed", synsets, in_memory=self.in_memory)
+        if stage in (None, "test", "predict") and self.test_set is None:
+            self.test_set = self._make("test", "fixed", synsets, in_memory=self.in_memory)
+
+    # ------------------------------------------------------------------ properties
+    def _require_setup(self) -> PC15kDataset:
+        if self.train_set is None:
+            raise RuntimeError("call setup() first")
+        return self.train_set
+
+    @property
+    def synsets(self) -> list[str]:
+        """Selected synset ids; ``label == synsets.index(synset)``."""
+        return list(self._require_setup().synsets)
+
+    @property
+    def names(self) -> list[str]:
+        """A name per synset (same order as :attr:`synsets`)."""
+        return list(self._require_setup().names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._require_setup().synsets)
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-typed state for checkpoints: the global statistics and the synsets."""
+        state: dict[str, Any] = {}
+        if self.global_stats is not None:
+            state["global_stats"] = dict(self.global_stats)
+        if self.train_set is not None:
+            state["synsets"] = list(self.train_set.synsets)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the global statistics (into every data set already built)."""
+        stats = state_dict.get("global_stats")
+        if stats is not None:
+            self.global_stats = _parse_global_stats(stats)[2]
+            if self.normalize == "global":
+                for ds in (self.train_set, self.val_set, self.test_set, *self._probe_sets.values()):
+                    if ds is not None:
+                        ds.set_global_stats(self.global_stats)
+        saved = state_dict.get("synsets")
+        if saved is not None and self.train_set is not None and list(saved) != list(self.train_set.synsets):
+            warnings.warn(
+                f"the checkpoint was trained on synsets {saved} but this data module selects "
+                f"{self.train_set.synsets}; category labels may not match",
+                stacklevel=2,
+            )
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, dataset: PC15kDataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        n = len(self.train_set)
+        if self.drop_last and n < self.batch_size:
+            raise ValueError(
+                f"the train split of {self.root} has {n} items, fewer than batch_size={self.batch_size}; "
+                f"with drop_last=True no batch would be produced: lower batch_size or set drop_last=False"
+            )
+        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=self.drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.val_set is None:
+            self.setup("validate")
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False, drop_last=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_set is None:
+            self.setup("test")
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False, drop_last=False)
+
+    def probe_dataloader(self, split: str, batch_size: int | None = None) -> DataLoader:
+        """A split in fixed order with fixed sampling and no augmentation (for linear probes).
+
+        Every call yields the same points in the same order; the train split is re-read
+        with ``sampling="fixed"``.
+        """
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split not in self._probe_sets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+            base = {"train": self.train_set, "val": self.val_set, "test": self.test_set}[split]
+            self._probe_sets[split] = base.variant(sampling="fixed", transform=None)
+        return self._loader(self._probe_sets[split], batch_size or self.eval_batch_size, shuffle=False, drop_last=False)
