@@ -17,18 +17,18 @@ def test_pointnet_encoder_shapes_and_permutation_invariance():
 
 
 def test_pointnet_encoder_matches_naive_per_point_mlp():
-    """The 1x1-conv stack equals a per-point loop of Linear layers followed by a max."""
+    """The shared MLP equals a per-point loop of affine maps followed by a max over points."""
     torch.manual_seed(1)
     enc = PointNetEncoder(hidden=(8, 16), latent_dim=4, batchnorm=False, final_activation=False).double()
     x = torch.randn(2, 7, 3, dtype=torch.float64)
-    convs = [m for m in enc.mlp if isinstance(m, torch.nn.Conv1d)]
+    convs = [m for m in enc.mlp if isinstance(m, torch.nn.Linear)]
     ref = []
     for b in range(2):
         feats = []
         for i in range(7):
             h = x[b, i]
             for j, c in enumerate(convs):
-                h = c.weight[:, :, 0] @ h + c.bias
+                h = c.weight @ h + c.bias
                 if j < len(convs) - 1:
                     h = torch.relu(h)
             feats.append(h)
