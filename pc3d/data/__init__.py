@@ -1,48 +1,47 @@
-"""Data: PC15k reader, transforms and the Lightning DataModule.
+"""Data: PC15k reader, transforms, the Lightning DataModule and the built-in procedural set.
 
-``pc3d.data.synthetic`` (the built-in procedural set) is imported on demand, not here.
+Names are imported lazily (PEP 562) so that ``pc3d-data`` and the generator's worker processes
+do not pay for importing Lightning: ``from pc3d.data import PointCloudDataModule`` works as usual.
 """
 
-from pc3d.data.datamodule import PC15K_DIRNAME, PointCloudDataModule, collate
-from pc3d.data.pc15k import (
-    NAME_MAP_FILE,
-    SHAPENET_ALIASES,
-    SHAPENET_SYNSETS,
-    PC15kDataset,
-    compute_global_stats,
-    load_cloud,
-    read_name_map,
-)
-from pc3d.data.transforms import (
-    Compose,
-    RandomRotateY,
-    RandomScaleShift,
-    apply_normalization,
-    denormalize,
-    normalize_unit_bbox,
-    normalize_unit_sphere,
-    unit_bbox_stats,
-    unit_sphere_stats,
-)
+from __future__ import annotations
 
-__all__ = [
-    "NAME_MAP_FILE",
-    "PC15K_DIRNAME",
-    "SHAPENET_ALIASES",
-    "SHAPENET_SYNSETS",
-    "Compose",
-    "PC15kDataset",
-    "PointCloudDataModule",
-    "RandomRotateY",
-    "RandomScaleShift",
-    "apply_normalization",
-    "collate",
-    "compute_global_stats",
-    "denormalize",
-    "load_cloud",
-    "normalize_unit_bbox",
-    "normalize_unit_sphere",
-    "read_name_map",
-    "unit_bbox_stats",
-    "unit_sphere_stats",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PC15K_DIRNAME": "pc3d.data.datamodule",
+    "PointCloudDataModule": "pc3d.data.datamodule",
+    "collate": "pc3d.data.datamodule",
+    "NAME_MAP_FILE": "pc3d.data.pc15k",
+    "SHAPENET_ALIASES": "pc3d.data.pc15k",
+    "SHAPENET_SYNSETS": "pc3d.data.pc15k",
+    "PC15kDataset": "pc3d.data.pc15k",
+    "compute_global_stats": "pc3d.data.pc15k",
+    "load_cloud": "pc3d.data.pc15k",
+    "read_name_map": "pc3d.data.pc15k",
+    "Compose": "pc3d.data.transforms",
+    "RandomRotateY": "pc3d.data.transforms",
+    "RandomScaleShift": "pc3d.data.transforms",
+    "apply_normalization": "pc3d.data.transforms",
+    "denormalize": "pc3d.data.transforms",
+    "normalize_unit_bbox": "pc3d.data.transforms",
+    "normalize_unit_sphere": "pc3d.data.transforms",
+    "unit_bbox_stats": "pc3d.data.transforms",
+    "unit_sphere_stats": "pc3d.data.transforms",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pc3d.data' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
