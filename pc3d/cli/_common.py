@@ -14,16 +14,19 @@ log = logging.getLogger("pc3d")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a dict-of-configs group (callbacks, loggers) that has ``_target_``."""
+def instantiate_group(group: DictConfig | None) -> dict[str, Any]:
+    """Instantiate every entry of a dict-of-configs group (callbacks, loggers); ``null`` entries are skipped.
+
+    Returns ``{entry name: object}`` in config order.
+    """
     from hydra.utils import instantiate
 
     if not group:
-        return []
-    out = []
+        return {}
+    out = {}
     for name, sub in group.items():
         if isinstance(sub, Mapping | DictConfig) and "_target_" in sub:
-            out.append(instantiate(sub))
+            out[name] = instantiate(sub)
         elif sub is not None:
             raise ValueError(f"config entry '{name}' has no _target_: {OmegaConf.to_yaml(sub)}")
     return out

@@ -44,8 +44,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     callbacks = instantiate_group(cfg.get("callbacks"))
-    callbacks.append(ConfigInCheckpoint(plain_config(cfg)))
-    loggers = instantiate_group(cfg.get("logger"))
+    best_cb, last_cb = callbacks.get("model_checkpoint"), callbacks.get("last_checkpoint")
+    callbacks = [*callbacks.values(), ConfigInCheckpoint(plain_config(cfg))]
+    loggers = list(instantiate_group(cfg.get("logger")).values())
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(plain_config(cfg))
@@ -56,9 +57,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = scalar_metrics(trainer.callback_metrics)
-        ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-        best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
-        last = ckpt_cb.last_model_path if ckpt_cb is not None else ""
+        best = best_cb.best_model_path if isinstance(best_cb, ModelCheckpoint) else ""
+        last = last_cb.best_model_path if isinstance(last_cb, ModelCheckpoint) else ""
         if cfg.get("test") and not trainer.interrupted:
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
             metrics.update(scalar_metrics(trainer.callback_metrics))

@@ -42,29 +42,30 @@ def linear_probe(
     if train_features.shape[1] != test_features.shape[1]:
         raise ValueError(f"linear_probe: feature sizes differ: train D={train_features.shape[1]}, "
                          f"test D={test_features.shape[1]}")
-    xtr = train_features.detach().to("cpu", torch.float64)
-    xte = test_features.detach().to("cpu", torch.float64)
-    ytr = train_labels.detach().to("cpu", torch.long)
-    yte = test_labels.detach().to("cpu", torch.long)
-    mean, std = xtr.mean(0), xtr.std(0, unbiased=False).clamp_min(1e-8)
-    xtr, xte = (xtr - mean) / std, (xte - mean) / std
-    n_classes = int(max(ytr.max(), yte.max())) + 1
-    weight = torch.zeros(xtr.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
-                            tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+    # Works inside Lightning's test loop too, which runs under torch.inference_mode().
+    with torch.inference_mode(False), torch.enable_grad():
+        xtr = train_features.detach().to("cpu", torch.float64).clone()
+        xte = test_features.detach().to("cpu", torch.float64).clone()
+        ytr = train_labels.detach().to("cpu", torch.long).clone()
+        yte = test_labels.detach().to("cpu", torch.long).clone()
+        mean, std = xtr.mean(0), xtr.std(0, unbiased=False).clamp_min(1e-8)
+        xtr, xte = (xtr - mean) / std, (xte - mean) / std
+        n_classes = int(max(ytr.max(), yte.max())) + 1
+        weight = torch.zeros(xtr.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
+        bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
+                                tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xtr @ weight + bias, ytr) + weight_decay * weight.pow(2).sum()
-        loss.backward()
-        return loss
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(xtr @ weight + bias, ytr) + weight_decay * weight.pow(2).sum()
+            loss.backward()
+            return loss
 
-    with torch.enable_grad():
         opt.step(closure)
-    with torch.no_grad():
-        pred_te = (xte @ weight + bias).argmax(1)
-        pred_tr = (xtr @ weight + bias).argmax(1)
+        with torch.no_grad():
+            pred_te = (xte @ weight + bias).argmax(1)
+            pred_tr = (xtr @ weight + bias).argmax(1)
     correct = pred_te == yte
     per_class = {int(c): float(correct[yte == c].double().mean()) for c in yte.unique()}
     return ProbeResult(float(correct.double().mean()), per_class, float((pred_tr == ytr).double().mean()))

@@ -46,3 +46,13 @@ def test_bad_shapes():
     with pytest.raises(ValueError, match="feature sizes differ"):
         linear_probe(torch.randn(5, 3), torch.zeros(5, dtype=torch.long), torch.randn(2, 4),
                      torch.zeros(2, dtype=torch.long))
+
+
+def test_works_under_inference_mode():
+    """Lightning's test loop runs under inference_mode; the probe must still fit."""
+    centers = torch.eye(3) * 10
+    with torch.inference_mode():
+        xtr, ytr = _blobs(10, centers, 0.5, 0)
+        xte, yte = _blobs(5, centers, 0.5, 1)
+        r = linear_probe(xtr, ytr, xte, yte)
+    assert r.accuracy == 1.0
