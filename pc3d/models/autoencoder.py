@@ -72,7 +72,8 @@ class Autoencoder(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         points = batch["points"]
         loss = chamfer_distance(self(points), points)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=points.shape[0])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True,
+                 batch_size=points.shape[0])
         return loss
 
     def _eval_step(self, batch: dict, stage: str) -> dict:
@@ -111,8 +112,8 @@ class Autoencoder(L.LightningModule):
             y_te = self.all_gather(y_te.to(self.device)).reshape(-1).cpu()
         z_tr, y_tr = self.embed(dm.probe_dataloader("train"))
         result = linear_probe(z_tr, y_tr, z_te, y_te)
-        self.log("test/linear_probe_acc", result.accuracy, rank_zero_only=True)
-        self.log("test/linear_probe_train_acc", result.train_accuracy, rank_zero_only=True)
+        self.log("test/linear_probe_acc", result.accuracy, sync_dist=True)  # equal on every rank
+        self.log("test/linear_probe_train_acc", result.train_accuracy, sync_dist=True)
         self._test_latents.clear()
         self._test_labels.clear()
 
