@@ -1,0 +1,312 @@
+"""Exact nearest-neighbour search between batches of point clouds.
+
+Two interchangeable, exact back-ends find, for every point of ``x``, the index of its
+nearest point in ``y`` (squared euclidean distance):
+
+``"kdtree"``
+    CPU. One scipy ``cKDTree`` per cloud of ``y``, queried with the matching cloud of ``x``.
+    The ``B`` independent build+query jobs (one per batch item; for Chamfer each job does
+    both directions) run on a small thread pool (scipy releases the GIL), so the cost is
+    ``O(B (M log M + N log M)) / threads``. Coordinates are searched in float64, so the
+    neighbour is exact for float32 inputs. Measured on an idle 2-core CPU: both directions
+    of 32 pairs at N = M = 2048 take ~80-90 ms. Open3D's ``NearestNeighborSearch`` run the
+    same way took ~95 ms and searches in the input precision, so it is not used.
+``"torch"``
+    Any device (the default on CUDA). Tiled brute force: ``argmin_j ||y_j||^2 - 2 x_i.y_j``
+    computed with ``baddbmm`` on tiles of ``x`` so that at most ``~128 MiB`` (or
+    ``chunk_size x M`` entries) of the ``B x N x M`` score matrix exists at once. When
+    float32 matmuls may run in reduced precision (``torch.set_float32_matmul_precision``
+    other than ``"highest"``, e.g. TF32 on CUDA) the three products are summed elementwise
+    instead, so the neighbour stays exact. float16/bfloat16 inputs are searched in float32.
+    Both clouds are first translated by the mean of ``y`` (the problem is translation
+    invariant) so that large coordinate offsets do not destroy float32 precision.
+    Cost ``O(B N M)`` time, ``O(B N + tile)`` memory.
+
+``"auto"`` picks ``"torch"`` for CUDA tensors and ``"kdtree"`` on CPU (falling back to
+``"torch"`` when scipy is missing).
+
+Whatever the back-end, the returned distances are recomputed in torch, in the input dtype,
+from the gathered points (``(x_i - y_idx).pow(2).sum()``), so they agree bit for bit with a
+loss rebuilt from the same indices. No autograd graph is recorded here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["BACKENDS", "gather_points", "nearest_indices", "nearest_neighbors", "validate_pair"]
+
+#: Accepted values of ``backend``.
+BACKENDS = ("auto", "kdtree", "torch")
+
+#: Upper bound, in bytes, of one tile of the score matrix in the ``"torch"`` back-end.
+TORCH_TILE_BYTES = 128 * 1024**2
+
+# cKDTree settings measured fastest for 2048-point clouds (sliding-midpoint build).
+_KDTREE_LEAFSIZE = 16
+_KDTREE_BALANCED = False
+
+_NUMPY_DTYPES = (torch.float32, torch.float64)
+
+_pool: ThreadPoolExecutor | None = None
+_pool_key: tuple[int, int] | None = None
+_pool_lock = threading.Lock()
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_cloud(t: object, name: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, N, 3), got {type(t).__name__}")
+    if t.dim() != 3 or t.shape[-1] != 3:
+        raise ValueError(f"{name} must have shape (B, N, 3), got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (float32 or float64), got {t.dtype}")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(
+            f"{name} must be a non-empty batch of non-empty clouds, shape (B, N, 3) with B >= 1 "
+            f"and N >= 1, got {tuple(t.shape)}"
+        )
+
+
+def _all_finite(t: Tensor) -> bool:
+    t = t.detach()
+    if t.device.type == "cpu" and t.dtype in _NUMPY_DTYPES:
+        # numpy runs this single-threaded: no OpenMP barrier, which on a busy 2-core machine
+        # costs a scheduler tick per torch op.
+        return bool(np.isfinite(t.numpy()).all())
+    return bool(torch.isfinite(t).all())
+
+
+def validate_pair(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y")) -> None:
+    """Check two batches of point clouds at a public boundary.
+
+    Shapes:
+        x: ``(B, N, 3)``, y: ``(B, M, 3)``, both with ``B, N, M >= 1``, same dtype and device.
+
+    Raises:
+        TypeError: not a tensor, or not floating point.
+        ValueError: wrong shape, empty, batch sizes / dtypes / devices differ, NaN or inf.
+    """
+    nx, ny = names
+    _check_cloud(x, nx)
+    _check_cloud(y, ny)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{nx} and {ny} must have the same batch size B (shapes (B, N, 3) and (B, M, 3)), "
+            f"got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if x.dtype != y.dtype:
+        raise ValueError(f"{nx} and {ny} must have the same dtype, got {x.dtype} and {y.dtype}")
+    if x.device != y.device:
+        raise ValueError(f"{nx} and {ny} must be on the same device, got {x.device} and {y.device}")
+    for t, name in ((x, nx), (y, ny)):
+        if not _all_finite(t):
+            raise ValueError(f"{name} contains NaN or infinite coordinates; expected finite values")
+
+
+# ----------------------------------------------------------------------------- back-ends
+
+
+def _num_threads() -> int:
+    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+
+
+def _get_pool(workers: int) -> ThreadPoolExecutor:
+    """A process-local thread pool (re-created after ``fork``, e.g. in DataLoader workers)."""
+    global _pool, _pool_key
+    key = (os.getpid(), workers)
+    with _pool_lock:
+        if _pool is None or _pool_key != key:
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pc3d-knn")
+            _pool_key = key
+        return _pool
+
+
+def _have_scipy() -> bool:
+    try:
+        import scipy.spatial  # noqa: F401
+    except ImportError:  # pragma: no cover - scipy is a declared dependency
+        return False
+    return True
+
+
+def _to_numpy64(t: Tensor) -> np.ndarray:
+    t = t.detach().cpu()
+    if t.dtype in _NUMPY_DTYPES:
+        return np.ascontiguousarray(t.numpy(), dtype=np.float64)
+    return t.to(torch.float64).contiguous().numpy()
+
+
+def _kdtree_query(query: np.ndarray, ref: np.ndarray, workers: int) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(ref, leafsize=_KDTREE_LEAFSIZE, balanced_tree=_KDTREE_BALANCED)
+    return tree.query(query, k=1, workers=workers)[1]
+
+
+def _kdtree_indices(pairs: list[tuple[Tensor, Tensor]]) -> list[Tensor]:
+    """Nearest indices for several ``(query (B,N,3), ref (B,M,3))`` pairs in one pool pass.
+
+    One job per batch item handles every pair of that item (for Chamfer: both trees and both
+    queries), so ``B`` jobs run on ``min(threads, B)`` threads.
+    """
+    converted: dict[int, np.ndarray] = {}
+
+    def as_numpy(t: Tensor) -> np.ndarray:
+        if id(t) not in converted:
+            converted[id(t)] = _to_numpy64(t)
+        return converted[id(t)]
+
+    arrays = [(as_numpy(q), as_numpy(r)) for q, r in pairs]
+    B = arrays[0][0].shape[0]
+    threads = _num_threads()
+    workers = max(1, threads // B)  # scipy's own query threads when there are few clouds
+
+    def job(b: int) -> list[np.ndarray]:
+        return [_kdtree_query(qn[b], rn[b], workers) for qn, rn in arrays]
+
+    if B == 1 or threads == 1:
+        found = [job(b) for b in range(B)]
+    else:
+        found = list(_get_pool(threads).map(job, range(B)))
+    out = []
+    for k, (q, _) in enumerate(pairs):
+        idx = np.stack([found[b][k] for b in range(B)]).astype(np.int64, copy=False)
+        out.append(torch.from_numpy(idx).to(q.device))
+    return out
+
+
+def _exact_matmul(dtype: torch.dtype) -> bool:
+    """Whether a ``dtype`` matmul runs in full precision (no TF32 / reduced-precision modes)."""
+    return dtype == torch.float64 or torch.get_float32_matmul_precision() == "highest"
+
+
+def _torch_indices(x: Tensor, y: Tensor, chunk_size: int | None) -> Tensor:
+    """Tiled brute-force argmin; never holds more than one tile of the score matrix."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x, y = x.float(), y.float()
+    B, N, _ = x.shape
+    M = y.shape[1]
+    center = y.mean(dim=1, keepdim=True)
+    xc = x - center
+    yc = y - center
+    y2 = yc.square().sum(-1).unsqueeze(1)  # (B, 1, M)
+    yt = yc.transpose(1, 2)  # (B, 3, M)
+    xm2 = -2.0 * xc
+    use_matmul = _exact_matmul(x.dtype)
+    if chunk_size is None:
+        rows = max(1, TORCH_TILE_BYTES // (M * x.element_size()))
+    else:
+        rows = int(chunk_size)
+    if rows >= N:
+        b_step, rows = max(1, rows // N), N
+    else:
+        b_step = 1
+    idx = torch.empty(B, N, dtype=torch.int64, device=x.device)
+    for b0 in range(0, B, b_step):
+        b1 = min(B, b0 + b_step)
+        for r0 in range(0, N, rows):
+            r1 = min(N, r0 + rows)
+            # score = ||y||^2 - 2 x.y; ||x||^2 is constant along each row and does not change
+            # the argmin.
+            a, yb = xm2[b0:b1, r0:r1], yt[b0:b1]
+            if use_matmul:
+                score = torch.baddbmm(y2[b0:b1], a, yb)
+            else:
+                # TF32 / bf16 matmul modes could pick wrong neighbours: sum the 3 terms exactly.
+                score = torch.addcmul(y2[b0:b1], a[..., 0:1], yb[:, 0:1])
+                score.addcmul_(a[..., 1:2], yb[:, 1:2]).addcmul_(a[..., 2:3], yb[:, 2:3])
+            idx[b0:b1, r0:r1] = score.argmin(dim=-1)
+    return idx
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "kdtree" if device.type == "cpu" and _have_scipy() else "torch"
+    return backend
+
+
+def gather_points(points: Tensor, idx: Tensor) -> Tensor:
+    """``points[b, idx[b, i]]`` for every ``b, i`` (differentiable w.r.t. ``points``).
+
+    Shapes:
+        points: ``(B, M, 3)``, idx: ``(B, N)`` int64 -> ``(B, N, 3)``.
+    """
+    return torch.gather(points, 1, idx.unsqueeze(-1).expand(-1, -1, points.shape[-1]))
+
+
+def nearest_indices(
+    pairs: list[tuple[Tensor, Tensor]], *, backend: str = "auto", chunk_size: int | None = None
+) -> list[Tensor]:
+    """Nearest-neighbour indices for several validated ``(query, ref)`` pairs at once.
+
+    Internal building block of :func:`nearest_neighbors` and ``chamfer_distance`` (which asks
+    for both directions in a single thread-pool pass). No validation, no autograd.
+
+    Shapes:
+        each pair ``(q (B, N, 3), r (B, M, 3))`` -> one int64 tensor ``(B, N)`` indexing ``r``.
+    """
+    which = _resolve_backend(backend, pairs[0][0].device)
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    with torch.no_grad():
+        if which == "kdtree":
+            return _kdtree_indices(pairs)
+        return [_torch_indices(q.detach(), r.detach(), chunk_size) for q, r in pairs]
+
+
+def nearest_neighbors(
+    x: Tensor, y: Tensor, *, chunk_size: int | None = None, backend: str = "auto"
+) -> tuple[Tensor, Tensor]:
+    """Exact nearest neighbour in ``y`` of every point of ``x``, cloud by cloud.
+
+    For every batch item ``b`` and point ``i``::
+
+        idx[b, i]   = argmin_j ||x[b, i] - y[b, j]||^2
+        dist2[b, i] = ||x[b, i] - y[b, idx[b, i]]||^2
+
+    Ties are broken arbitrarily (either tied index may be returned; ``dist2`` is the same).
+    The result carries no autograd graph; rebuild a differentiable distance from ``idx``
+    with ``torch.gather`` (see ``pc3d.ops.chamfer_distance``).
+
+    Args:
+        x: query clouds.
+        y: reference clouds (the same batch size; ``M`` may differ from ``N``).
+        chunk_size: ``"torch"`` back-end only: the most query points (over all clouds of a
+            tile) scored at once; a tile holds ``chunk_size x M`` scores. ``None`` bounds
+            each tile by ~128 MiB.
+        backend: ``"auto"`` (``"kdtree"`` on CPU, ``"torch"`` on CUDA), ``"kdtree"``
+            (scipy cKDTree on the CPU, indices moved back to the input device) or
+            ``"torch"`` (tiled brute force on the input device).
+
+    Returns:
+        ``(dist2, idx)``: squared euclidean distances in the dtype of ``x`` and int64
+        indices into ``y``, both on the device of ``x``.
+
+    Shapes:
+        x: ``(B, N, 3)``, y: ``(B, M, 3)`` -> dist2: ``(B, N)``, idx: ``(B, N)``.
+
+    Cost:
+        kdtree: ``O(B (M + N) log M)`` on a thread pool; torch: ``O(B N M)`` time and
+        ``O(B (N + M) + tile)`` memory.
+
+    Raises:
+        ValueError: bad shape (expected ``(B, N, 3)``), empty clouds, different batch sizes,
+            dtypes or devices, NaN/inf coordinates, unknown backend.
+        TypeError: non-tensor or non-floating-point input.
+    """
+    validate_pair(x, y)
+    (idx,) = nearest_indices([(x, y)], backend=backend, chunk_size=chunk_size)
+    with torch.no_grad():
+        dist2 = (x.detach() - gather_points(y.detach(), idx)).square().sum(-1)
+    return dist2, idx
