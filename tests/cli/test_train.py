@@ -24,8 +24,10 @@ def test_experiment_smoke_runs(experiment, tiny_builtin, tmp_path):
                          "trainer.devices=1", "logger=csv"], tmp_path, tiny_builtin)
     result = train(cfg)
     m = result["metrics"]
-    assert torch.isfinite(torch.tensor(m["train/loss_step"]))
-    assert "val/cd" in m and "test/cd" in m
+    assert any(k.startswith("train/") for k in m), m
+    assert all(torch.isfinite(torch.tensor(v)) for v in m.values()), m
+    if cfg.model._target_ == "pc3d.models.Autoencoder":
+        assert "val/cd" in m and "test/cd" in m
 
 
 def test_main_job_config_defaults():
