@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 # The tiny built-in dataset every end-to-end test reads (the real generator and reader are used).
 TINY_SYNTHETIC = {"n_per_category": 5, "n_points": 2500, "n_views": 1, "image_size": 32, "seed": 0}
 
@@ -32,3 +34,25 @@ def compose_train(overrides: list[str], output_dir: Path, builtin_root: Path | N
             cfg.data.num_workers = 0
             cfg.data.batch_size = 4
     return cfg
+
+
+def write_pc15k(root, spec, n_rows=64, name_map=None, seed=0):
+    """Write ``root/<synset>/<split>/<model_id>.npy`` clouds; return ``{path: array}``.
+
+    ``spec`` is ``{synset: {split: n_files}}``. Every cloud is an anisotropic Gaussian with its
+    own offset, so every normalization mode has something to do.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for synset, splits in spec.items():
+        for split, n in splits.items():
+            d = root / synset / split
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pts = rng.normal(size=(n_rows, 3)) * [1.0, 2.0, 0.5] + rng.uniform(-3, 3, size=3)
+                path = d / f"{synset}_{split}_{i:03d}.npy"
+                np.save(path, pts.astype(np.float32))
+                out[path] = pts.astype(np.float32)
+    if name_map is not None:
+        (root / "synsetoffset2category.txt").write_text("".join(f"{n}\t{s}\n" for n, s in name_map.items()))
+    return out

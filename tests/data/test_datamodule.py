@@ -10,26 +10,10 @@ import pytest
 import torch
 
 from pc3d.data import PC15K_DIRNAME, PointCloudDataModule, RandomRotateY, collate
+from tests.helpers import write_pc15k  # noqa: E402
 
 NAME_MAP = {"airplane": "90000001", "chair": "90000002"}
 SPEC = {"90000001": {"train": 6, "val": 3, "test": 2}, "90000002": {"train": 5, "val": 2, "test": 3}}
-
-
-def write_pc15k(root, spec, n_rows=48, name_map=None, seed=0):
-    """``root/<synset>/<split>/<id>.npy`` random clouds; returns ``{path: array}``."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for synset, splits in spec.items():
-        for split, n in splits.items():
-            d = root / synset / split
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                pts = (rng.normal(size=(n_rows, 3)) * 2 + rng.uniform(-1, 1, 3)).astype(np.float32)
-                np.save(d / f"m{i:03d}.npy", pts)
-                out[d / f"m{i:03d}.npy"] = pts
-    if name_map is not None:
-        (root / "synsetoffset2category.txt").write_text("".join(f"{n}\t{s}\n" for n, s in name_map.items()))
-    return out
 
 
 @pytest.fixture

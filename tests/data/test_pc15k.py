@@ -20,32 +20,11 @@ from pc3d.data.transforms import (
     normalize_unit_bbox,
     normalize_unit_sphere,
 )
+from tests.helpers import write_pc15k
 
 # Built-in style ids (name map file) and real ShapeNet ids (resolved by the built-in table).
 BUILTIN = {"airplane": "90000001", "chair": "90000002", "table": "90000003"}
 CHAIR, TABLE, AIRPLANE, SPEAKER = "03001627", "04379243", "02691156", "03691459"
-
-
-def write_pc15k(root, spec, n_rows=64, name_map=None, seed=0):
-    """Write ``root/<synset>/<split>/<model_id>.npy`` clouds; return ``{path: array}``.
-
-    ``spec`` is ``{synset: {split: n_files}}``. Every cloud is an anisotropic Gaussian with its
-    own offset, so every normalization mode has something to do.
-    """
-    rng = np.random.default_rng(seed)
-    out = {}
-    for synset, splits in spec.items():
-        for split, n in splits.items():
-            d = root / synset / split
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                pts = rng.normal(size=(n_rows, 3)) * [1.0, 2.0, 0.5] + rng.uniform(-3, 3, size=3)
-                path = d / f"{synset}_{split}_{i:03d}.npy"
-                np.save(path, pts.astype(np.float32))
-                out[path] = pts.astype(np.float32)
-    if name_map is not None:
-        (root / "synsetoffset2category.txt").write_text("".join(f"{n}\t{s}\n" for n, s in name_map.items()))
-    return out
 
 
 SPEC = {
