@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pc3d.data import PC15K_DIRNAME, PointCloudDataModule, RandomRotateY, collate
-from tests.helpers import write_pc15k  # noqa: E402
+from tests.helpers import write_pc15k
 
 NAME_MAP = {"airplane": "90000001", "chair": "90000002"}
 SPEC = {"90000001": {"train": 6, "val": 3, "test": 2}, "90000002": {"train": 5, "val": 2, "test": 3}}
