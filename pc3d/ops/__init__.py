@@ -1,6 +1,7 @@
 """Differentiable geometry kernels on batches of point clouds ``(B, N, 3)``."""
 
 from pc3d.ops.chamfer import ChamferResult, chamfer_distance
+from pc3d.ops.emd import EMDResult, emd
 from pc3d.ops.knn import nearest_neighbors
 
-__all__ = ["ChamferResult", "chamfer_distance", "nearest_neighbors"]
+__all__ = ["ChamferResult", "EMDResult", "chamfer_distance", "emd", "nearest_neighbors"]
