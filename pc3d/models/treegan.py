@@ -1,0 +1,417 @@
+"""tree-GAN (Shu, Park, Kwon, ICCV 2019) as a Lightning system: TreeGCN generator, PointNet critic, WGAN-GP."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+
+log = logging.getLogger("pc3d.treegan")
+
+__all__ = ["SaveGeneratedSamples", "TreeGAN", "gradient_penalty", "load_generator_weights"]
+
+#: Metrics of ``pc3d.metrics.generative.evaluate_generation`` logged under ``val/``.
+EVAL_KEYS = ("mmd_cd", "cov_cd", "1nna_cd")
+
+_warned_no_metrics = False
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    alpha: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """WGAN-GP penalty (Gulrajani et al. 2017) with one interpolation weight per sample.
+
+    ``x_hat = alpha * real + (1 - alpha) * fake`` with ``alpha ~ U[0, 1]`` drawn once per cloud,
+    and ``GP = mean_b (||grad_x D(x_hat_b)||_2 - 1)^2`` where the norm is over all ``N*3``
+    coordinates of cloud ``b``. Not multiplied by lambda. Differentiable w.r.t. the critic's
+    parameters (``create_graph=True``).
+
+    Shapes:
+        real, fake: (B, N, 3) (fake may have a different N only if the critic accepts it; the
+            interpolation needs equal shapes)
+        alpha: optional (B,) or (B, 1, 1) weights; drawn uniformly when ``None``
+        returns: scalar
+    """
+    if real.shape != fake.shape or real.dim() != 3:
+        raise ValueError(f"gradient_penalty: real and fake must both be (B, N, 3), got {tuple(real.shape)} "
+                         f"and {tuple(fake.shape)}")
+    b = real.shape[0]
+    if alpha is None:
+        alpha = torch.rand(b, 1, 1, device=real.device, dtype=real.dtype)
+    alpha = alpha.reshape(b, 1, 1).to(real)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    scores = critic(x_hat)
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    return ((grad.reshape(b, -1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def load_generator_weights(generator: nn.Module, ckpt_path: str | os.PathLike, prefix: str | None = None) -> str:
+    """Load generator weights from a checkpoint into ``generator`` (strict names and shapes).
+
+    The file is read with ``torch.load(weights_only=True)``; it may be a Lightning checkpoint
+    (weights under ``"state_dict"``) or a bare state dict. The weights are those under
+    ``prefix`` (e.g. ``"decoder."`` for an :class:`~pc3d.models.Autoencoder` whose decoder is a
+    :class:`~pc3d.nn.TreeGenerator`, ``"generator."`` for a :class:`TreeGAN`); with ``prefix=None``
+    the first of ``"generator."``, ``"decoder."`` that has keys is used, or the whole dict if its
+    keys already match. Raises ``FileNotFoundError`` / ``ValueError`` with the mismatching keys
+    and shapes. Returns the prefix used.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"warm start: checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"warm start: {path} holds neither a Lightning checkpoint nor a state dict")
+    own = generator.state_dict()
+    candidates = [prefix] if prefix is not None else ["generator.", "decoder.", ""]
+    for p in candidates:
+        sub = {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
+        if sub and (prefix is not None or p or set(sub) == set(own)):
+            break
+    else:
+        raise ValueError(f"warm start: {path} has no weights under {candidates} (first keys: {list(state)[:5]})")
+    missing = sorted(set(own) - set(sub))
+    unexpected = sorted(set(sub) - set(own))
+    mismatched = [f"{k}: checkpoint {tuple(sub[k].shape)} vs generator {tuple(own[k].shape)}"
+                  for k in own if k in sub and sub[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"warm start: the weights under {p!r} in {path} do not fit the generator "
+            f"({type(generator).__name__}); is the checkpoint's {p.rstrip('.') or 'model'} a TreeGenerator with "
+            f"the same features/degrees/support? missing={missing[:5]}, unexpected={unexpected[:5]}, "
+            f"shape mismatches={mismatched[:5]}"
+        )
+    generator.load_state_dict(sub, strict=True)
+    return p
+
+
+class TreeGAN(L.LightningModule):
+    """tree-GAN trained as a WGAN-GP (Shu et al., ICCV 2019; Gulrajani et al., NeurIPS 2017).
+
+    Networks come in built (Hydra ``_target_``): ``generator`` maps ``z ~ N(0, I)`` of shape
+    ``(B, latent_dim)`` to clouds ``(B, N, 3)`` (:class:`pc3d.nn.TreeGenerator`), ``critic`` maps
+    clouds to scores ``(B, 1)`` (:class:`pc3d.nn.PointCritic`).
+
+    Training (manual optimization, one ``training_step`` = one tree-GAN iteration): for each
+    real batch ``x`` of B clouds, ``n_critic`` critic steps, each with fresh noise but **the
+    same real batch** (as the official code does), minimising
+
+        L_D = mean D(G(z)) - mean D(x) + gp_lambda * GP        (GP: :func:`gradient_penalty`)
+
+    then one generator step minimising ``L_G = -mean D(G(z))`` with fresh noise (B samples).
+    Both nets use Adam, lr 1e-4, betas (0.0, 0.99) by default (floats: PyTorch rejects the
+    official integer 0). ``gradient_clip_val`` (default off, as in the paper) clips the
+    gradient norm of each net before its step.
+
+    Step counting: every ``optimizer.step()`` advances ``trainer.global_step``, so one
+    iteration counts ``n_critic + 1`` steps (6 by default): ``trainer.max_steps`` and
+    ``every_n_train_steps`` are in that unit, while ``limit_train_batches`` counts iterations.
+
+    Logged every iteration (and as epoch means): ``train/d_loss`` and ``train/gp`` (means over
+    the iteration's critic steps, ``d_loss`` includes ``gp_lambda * gp``), ``train/wasserstein``
+    (``mean D(x) - mean D(G(z))``, the critic's estimate of the Wasserstein-1 distance, mean over
+    the critic steps) and ``train/g_loss``.
+
+    Validation: the first ``eval_samples`` validation clouds (in loader order; gathered over
+    ranks) are the references ``R``; every ``eval_every_n_epochs`` epochs, ``|R|`` clouds are
+    generated with the fixed seed ``eval_seed`` and scored with
+    ``pc3d.metrics.generative.evaluate_generation`` (Chamfer, in the data's normalised units, no
+    extra normalisation): ``val/mmd_cd``, ``val/cov_cd``, ``val/1nna_cd``. Without that module
+    the metrics are skipped with a warning. ``val/wasserstein`` (critic estimate on the same
+    sets) is always logged, and ``val/fpd`` when an ``fpd`` callable is given
+    (``(M, N, 3) -> float``, e.g. a Frechet Point Distance against precomputed statistics of
+    the real class). When a checkpoint monitors one of these keys, keep
+    ``eval_every_n_epochs=1`` and set the cadence with ``trainer.check_val_every_n_epoch``.
+    Samples from the fixed noise buffer ``fixed_noise`` (``n_fixed_samples`` latents, saved in
+    checkpoints) are written by the :class:`SaveGeneratedSamples` callback.
+
+    Warm start: ``warm_start`` is a checkpoint path whose generator weights are loaded at the
+    start of fitting (not on resume, where the checkpoint restores everything), e.g. an
+    :class:`~pc3d.models.Autoencoder` trained with ``model/decoder=treegcn`` (its ``decoder.*``);
+    see :func:`load_generator_weights`.
+
+    Shapes:
+        batch["points"]: (B, N, 3)
+        forward(z): (B, latent_dim) -> (B, N, 3)
+        sample(n): -> (n, N, 3)
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        critic: nn.Module,
+        latent_dim: int = 96,
+        n_critic: int = 5,
+        gp_lambda: float = 10.0,
+        optimizer_g: Callable[..., torch.optim.Optimizer] | None = None,
+        optimizer_d: Callable[..., torch.optim.Optimizer] | None = None,
+        gradient_clip_val: float | None = None,
+        n_fixed_samples: int = 16,
+        fixed_noise_seed: int = 0,
+        eval_samples: int = 100,
+        eval_every_n_epochs: int = 1,
+        eval_seed: int = 1234,
+        sample_batch_size: int = 100,
+        warm_start: str | None = None,
+        warm_start_prefix: str | None = None,
+        fpd: Callable[[torch.Tensor], float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        gen_dim = getattr(generator, "latent_dim", latent_dim)
+        if gen_dim != latent_dim:
+            raise ValueError(f"TreeGAN: latent_dim={latent_dim} but generator.latent_dim={gen_dim}")
+        for name, value, low in (("n_critic", n_critic, 1), ("n_fixed_samples", n_fixed_samples, 0),
+                                 ("eval_samples", eval_samples, 0), ("eval_every_n_epochs", eval_every_n_epochs, 1),
+                                 ("sample_batch_size", sample_batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"TreeGAN: {name} must be an int >= {low}, got {value!r}")
+        if gp_lambda < 0:
+            raise ValueError(f"TreeGAN: gp_lambda must be >= 0, got {gp_lambda}")
+        self.generator = generator
+        self.critic = critic
+        self.latent_dim = int(latent_dim)
+        self.n_critic = int(n_critic)
+        self.gp_lambda = float(gp_lambda)
+        self.optimizer_g_factory = optimizer_g
+        self.optimizer_d_factory = optimizer_d
+        self.gradient_clip_val = None if gradient_clip_val is None else float(gradient_clip_val)
+        self.eval_samples = int(eval_samples)
+        self.eval_every_n_epochs = int(eval_every_n_epochs)
+        self.eval_seed = int(eval_seed)
+        self.sample_batch_size = int(sample_batch_size)
+        self.warm_start = None if warm_start is None else str(warm_start)
+        self.warm_start_prefix = warm_start_prefix
+        self.fpd = fpd
+        noise = torch.randn(n_fixed_samples, self.latent_dim, generator=torch.Generator().manual_seed(fixed_noise_seed))
+        self.register_buffer("fixed_noise", noise)
+        self.save_hyperparameters(ignore=["generator", "critic", "optimizer_g", "optimizer_d", "fpd"])
+        self._refs: list[torch.Tensor] = []
+        self._n_refs = 0
+
+    # ------------------------------------------------------------------ generation
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int | None = None, batch_size: int = 100) -> torch.Tensor:
+        """Generate ``n`` clouds, (n, N, 3) on the model's device, with the generator in eval mode.
+
+        The latents are drawn on the CPU, all at once (from ``torch.Generator().manual_seed(seed)``,
+        or the global RNG when ``seed`` is None), so a fixed seed gives the same clouds whatever
+        ``batch_size`` or device.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"sample: n must be an int >= 0, got {n!r}")
+        if batch_size < 1:
+            raise ValueError(f"sample: batch_size must be >= 1, got {batch_size}")
+        gen = None if seed is None else torch.Generator().manual_seed(int(seed))
+        z = torch.randn(n, self.latent_dim, generator=gen)
+        return self._generate(z, batch_size)
+
+    def _generate(self, z: torch.Tensor, batch_size: int) -> torch.Tensor:
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            with torch.no_grad():
+                chunks = [self.generator(z[i:i + batch_size].to(self.device)) for i in range(0, len(z), batch_size)]
+        finally:
+            self.generator.train(was_training)
+        if not chunks:
+            n_points = getattr(self.generator, "n_points", 0)
+            return torch.empty(0, n_points, 3, device=self.device)
+        return torch.cat(chunks)
+
+    def sample_fixed(self) -> torch.Tensor:
+        """Clouds from the fixed noise buffer, (n_fixed_samples, N, 3)."""
+        return self._generate(self.fixed_noise, self.sample_batch_size)
+
+    def media_clouds(self, batch: dict | None, outputs: Any = None) -> dict[str, torch.Tensor]:
+        """Rows for :class:`pc3d.viz.callbacks.LogMedia`: real clouds (when a batch is given) and
+        the fixed-noise samples, each (k, N, 3)."""
+        media = {}
+        if isinstance(batch, dict) and batch.get("points") is not None:
+            media["real"] = batch["points"]
+        media["sample"] = self.sample_fixed()
+        return media
+
+    # ------------------------------------------------------------------ training
+    def setup(self, stage: str) -> None:
+        trainer = self._trainer
+        resuming = trainer is not None and bool(trainer.ckpt_path)
+        if stage == "fit" and self.warm_start and not resuming:
+            prefix = load_generator_weights(self.generator, self.warm_start, self.warm_start_prefix)
+            log.info("TreeGAN: generator warm-started from %s (%s weights)", self.warm_start, prefix or "all")
+
+    def _noise(self, b: int) -> torch.Tensor:
+        return torch.randn(b, self.latent_dim, device=self.device)
+
+    def _step(self, opt) -> None:
+        if self.gradient_clip_val is not None:
+            self.clip_gradients(opt, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
+        opt.step()
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        real = batch["points"]
+        if real.dim() != 3 or real.shape[2] != 3:
+            raise ValueError(f"TreeGAN: expected batch['points'] of shape (B, N, 3), got {tuple(real.shape)}")
+        b = real.shape[0]
+        opt_g, opt_d = self.optimizers()
+
+        # critic: n_critic steps on the same real batch, fresh noise each time
+        d_losses, gps, wds = [], [], []
+        for _ in range(self.n_critic):
+            with torch.no_grad():
+                fake = self.generator(self._noise(b))
+            d_real = self.critic(real).mean()
+            d_fake = self.critic(fake).mean()
+            gp = gradient_penalty(self.critic, real, fake)
+            d_loss = d_fake - d_real + self.gp_lambda * gp
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            self._step(opt_d)
+            d_losses.append(d_loss.detach())
+            gps.append(gp.detach())
+            wds.append((d_real - d_fake).detach())
+
+        # generator: one step; the critic's parameters need no gradients here (toggled off and back)
+        self.toggle_optimizer(opt_g)
+        g_loss = -self.critic(self.generator(self._noise(b))).mean()
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        self._step(opt_g)
+        self.untoggle_optimizer(opt_g)
+
+        logs = {"train/d_loss": torch.stack(d_losses).mean(), "train/gp": torch.stack(gps).mean(),
+                "train/wasserstein": torch.stack(wds).mean(), "train/g_loss": g_loss.detach()}
+        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=b)
+
+    # ------------------------------------------------------------------ validation / test
+    def _collect_refs(self, batch: dict) -> None:
+        if self._n_refs < self.eval_samples:
+            pts = batch["points"][: self.eval_samples - self._n_refs].detach()
+            self._refs.append(pts)
+            self._n_refs += len(pts)
+
+    def _reset_refs(self) -> None:
+        self._refs.clear()
+        self._n_refs = 0
+
+    def _evaluate_stage(self, stage: str) -> None:
+        refs = torch.cat(self._refs) if self._refs else None
+        self._reset_refs()
+        if refs is None or self.trainer.sanity_checking:
+            return
+        if stage == "val" and self.current_epoch % self.eval_every_n_epochs:
+            return
+        if self.trainer.world_size > 1:  # the distributed sampler pads the shards to equal sizes
+            refs = self.all_gather(refs).flatten(0, 1)[: self.eval_samples]
+        n = len(refs)
+        if n < 2:
+            return
+        samples = self.sample(n, seed=self.eval_seed, batch_size=self.sample_batch_size)
+        logs = {"wasserstein": float(self._critic_mean(refs) - self._critic_mean(samples))}
+        logs.update(self.evaluate_samples(samples, refs))
+        self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, sync_dist=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_refs()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect_refs(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluate_stage("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_refs()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._collect_refs(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluate_stage("test")
+
+    @torch.no_grad()
+    def _critic_mean(self, clouds: torch.Tensor) -> torch.Tensor:
+        bs = self.sample_batch_size
+        return torch.cat([self.critic(clouds[i:i + bs]).flatten() for i in range(0, len(clouds), bs)]).mean()
+
+    def evaluate_samples(self, samples: torch.Tensor, refs: torch.Tensor) -> dict[str, float]:
+        """Generation metrics of ``samples`` (M, N, 3) against ``refs`` (M', N', 3), keys without stage.
+
+        Calls ``pc3d.metrics.generative.evaluate_generation`` (MMD, COV, 1-NNA with Chamfer) when
+        it is importable, and the ``fpd`` callable when one was given.
+        """
+        global _warned_no_metrics
+        out: dict[str, float] = {}
+        try:
+            from pc3d.metrics.generative import evaluate_generation
+        except ImportError:
+            if not _warned_no_metrics:
+                warnings.warn("TreeGAN: pc3d.metrics.generative.evaluate_generation is not available; "
+                              f"skipping val/{', val/'.join(EVAL_KEYS)}", stacklevel=2)
+                _warned_no_metrics = True
+        else:
+            metrics = evaluate_generation(samples, refs, distances=("cd",), normalize="none",
+                                          batch_size=self.sample_batch_size)
+            out.update({k: float(metrics[k]) for k in EVAL_KEYS if k in metrics})
+        # FPD hook: a callable clouds -> float (e.g. pc3d.metrics.fpd against the real class's statistics)
+        if self.fpd is not None:
+            out["fpd"] = float(self.fpd(samples))
+        return out
+
+    # ------------------------------------------------------------------ optim
+    def configure_optimizers(self):
+        def adam(params):
+            return torch.optim.Adam(params, lr=1e-4, betas=(0.0, 0.99))
+
+        opt_g = (self.optimizer_g_factory or adam)(self.generator.parameters())
+        opt_d = (self.optimizer_d_factory or adam)(self.critic.parameters())
+        return [opt_g, opt_d]
+
+    def param_counts(self) -> dict[str, int]:
+        """Parameters of each network (all, including frozen ones)."""
+        return {"generator": sum(p.numel() for p in self.generator.parameters()),
+                "critic": sum(p.numel() for p in self.critic.parameters())}
+
+
+class SaveGeneratedSamples(L.Callback):
+    """Save the clouds generated from the model's fixed noise at every validation (rank 0).
+
+    File: ``<dirpath>/epoch_<EEEE>-step_<SSSSSSS>.npy``, float32 of shape (n_fixed_samples, N, 3)
+    in the data's normalised units, written atomically. Expects ``pl_module.sample_fixed()``
+    (see :class:`TreeGAN`). ``every_n_epochs`` thins the saves; sanity checks are skipped.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike, every_n_epochs: int = 1) -> None:
+        super().__init__()
+        self.dirpath = Path(dirpath)
+        self.every_n_epochs = max(1, int(every_n_epochs))
+        self.last_path: Path | None = None
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs or not hasattr(pl_module,
+                                                                                                "sample_fixed"):
+            return
+        from pc3d.callbacks import atomic_save_npy
+
+        samples = pl_module.sample_fixed()
+        if len(samples) == 0:
+            return
+        path = self.dirpath / f"epoch_{trainer.current_epoch:04d}-step_{trainer.global_step:07d}.npy"
+        atomic_save_npy(path, samples.detach().cpu().float().numpy())
+        self.last_path = path

@@ -1,0 +1,226 @@
+"""TreeGAN system: gradient penalty, the n_critic schedule, odd batches, sampling, warm start."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from pc3d.models import SaveGeneratedSamples, TreeGAN
+from pc3d.models.treegan import gradient_penalty, load_generator_weights
+from pc3d.nn import PointCritic, TreeGenerator
+
+LATENT, N = 8, 16
+
+
+def tiny_gan(**kw) -> TreeGAN:
+    gen = TreeGenerator([LATENT, 16, 8, 3], [2, 2, 4], support=2)
+    critic = PointCritic(conv=(8, 16), head=(16, 8))
+    kw.setdefault("eval_samples", 6)
+    kw.setdefault("n_fixed_samples", 3)
+    return TreeGAN(gen, critic, latent_dim=LATENT, **kw)
+
+
+def loader(n: int, batch_size: int, seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    items = [{"points": torch.randn(N, 3, generator=g), "category": 0} for _ in range(n)]
+    return DataLoader(items, batch_size=batch_size, shuffle=False)
+
+
+def trainer(**kw) -> L.Trainer:
+    kw.setdefault("max_epochs", 1)
+    kw.setdefault("limit_val_batches", 0)
+    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kw)
+
+
+def test_gradient_penalty_matches_per_sample_autograd_reference():
+    torch.manual_seed(0)
+    critic = PointCritic(conv=(4, 8), head=(8,), mode="fixed").double()
+    real = torch.randn(3, 5, 3, dtype=torch.float64)
+    fake = torch.randn(3, 5, 3, dtype=torch.float64)
+    alpha = torch.rand(3, dtype=torch.float64)
+    gp = gradient_penalty(critic, real, fake, alpha=alpha)
+
+    # hand-written reference: one cloud at a time, its own interpolation weight
+    terms = []
+    for b in range(3):
+        x = (alpha[b] * real[b] + (1 - alpha[b]) * fake[b]).unsqueeze(0).requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        terms.append((torch.sqrt((g ** 2).sum()) - 1) ** 2)
+    ref = torch.stack(terms).mean()
+    assert torch.allclose(gp, ref, atol=1e-12)
+    # and the same gradient w.r.t. the critic's parameters (the penalty is trained through)
+    params = list(critic.parameters())
+    grads = torch.autograd.grad(gp, params, allow_unused=True)
+    grads_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    assert sum(g is not None for g in grads) == len(params) - 1  # all but the output bias
+    for a, b in zip(grads, grads_ref):
+        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-10)
+
+
+def test_gradient_penalty_draws_one_weight_per_sample():
+    # a linear critic has a constant gradient: any alpha gives the same penalty, so check the
+    # drawn alphas instead through the interpolation itself
+    seen = []
+
+    def critic(x):
+        seen.append(x.detach())
+        return x.sum(dim=(1, 2)).unsqueeze(1)
+
+    real, fake = torch.zeros(4, 6, 3), torch.ones(4, 6, 3)
+    torch.manual_seed(0)
+    gp = gradient_penalty(critic, real, fake)
+    x = seen[0]
+    per_cloud = x.reshape(4, -1)
+    assert torch.allclose(per_cloud, per_cloud[:, :1].expand_as(per_cloud))  # constant within a cloud
+    assert len(set(per_cloud[:, 0].tolist())) == 4                           # different across clouds
+    assert torch.isclose(gp, torch.tensor((18 ** 0.5 - 1) ** 2))             # ||grad|| = sqrt(6*3)
+    with pytest.raises(ValueError, match="real and fake"):
+        gradient_penalty(critic, real, fake[:, :3])
+
+
+@pytest.mark.parametrize("n_critic", [5, 2])
+def test_one_iteration_updates_both_nets_and_respects_n_critic(n_critic):
+    torch.manual_seed(0)
+    model = tiny_gan(n_critic=n_critic)
+    g0 = [p.detach().clone() for p in model.generator.parameters()]
+    d0 = [p.detach().clone() for p in model.critic.parameters()]
+    t = trainer(limit_train_batches=1)
+    t.fit(model, train_dataloaders=loader(4, 4))
+    # one batch = one iteration = n_critic critic steps + 1 generator step = n_critic + 1 trainer steps
+    assert t.global_step == n_critic + 1
+    opt_g, opt_d = (o.optimizer for o in model.optimizers())
+    steps_d = {int(s["step"]) for s in opt_d.state.values()}
+    steps_g = {int(s["step"]) for s in opt_g.state.values()}
+    assert steps_d == {n_critic} and steps_g == {1}
+    assert opt_g.param_groups[0]["betas"] == (0.0, 0.99) and opt_g.param_groups[0]["lr"] == 1e-4
+    changed_g = [not torch.equal(a, b) for a, b in zip(g0, model.generator.parameters())]
+    changed_d = [not torch.equal(a, b) for a, b in zip(d0, model.critic.parameters())]
+    # every critic parameter moves except the head's biases: with the faithful (affine) head they
+    # only shift every score by a constant, which cancels out of the WGAN losses
+    names_d = [n for n, _ in model.critic.named_parameters()]
+    assert [n for n, c in zip(names_d, changed_d) if not c] == ["head.0.bias", "head.1.bias", "head.2.bias"]
+    # every generator parameter moves except the frozen, unused bias of the last layer
+    frozen = [not p.requires_grad for p in model.generator.parameters()]
+    assert all(c or f for c, f in zip(changed_g, frozen)) and sum(frozen) == 1
+    m = t.callback_metrics
+    assert {"train/d_loss", "train/g_loss", "train/gp", "train/wasserstein"} <= set(m)
+    assert all(torch.isfinite(m[k]) for k in m)
+    assert all(p.requires_grad for p in model.critic.parameters())  # toggled back after the G step
+
+
+def test_odd_sized_last_batch():
+    torch.manual_seed(0)
+    model = tiny_gan(n_critic=1)
+    t = trainer()
+    t.fit(model, train_dataloaders=loader(5, 2))  # batches of 2, 2, 1
+    assert t.global_step == 3 * 2
+    assert torch.isfinite(t.callback_metrics["train/d_loss"])
+
+
+def test_sample_is_reproducible_and_batch_size_independent():
+    torch.manual_seed(0)
+    model = tiny_gan()
+    model.train()
+    a = model.sample(5, seed=3, batch_size=2)
+    b = model.sample(5, seed=3, batch_size=5)
+    assert a.shape == (5, N, 3) and torch.allclose(a, b, atol=1e-6)
+    assert not torch.allclose(a, model.sample(5, seed=4))
+    assert model.training and model.generator.training  # mode restored
+    one = model.eval().sample(1)
+    assert one.shape == (1, N, 3)
+    assert model.sample(0).shape == (0, N, 3)
+    assert model.sample_fixed().shape == (3, N, 3)
+    with pytest.raises(ValueError):
+        model.sample(-1)
+
+
+def test_validation_logs_metrics_and_saves_fixed_samples(tmp_path):
+    torch.manual_seed(0)
+    model = tiny_gan(n_critic=1)
+    saver = SaveGeneratedSamples(tmp_path / "samples")
+    t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, num_sanity_val_steps=0, max_epochs=1, limit_train_batches=1,
+                  callbacks=[saver])
+    t.fit(model, train_dataloaders=loader(4, 4), val_dataloaders=loader(8, 4, seed=1))
+    m = t.callback_metrics
+    assert torch.isfinite(m["val/wasserstein"])
+    try:
+        import pc3d.metrics.generative  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert {"val/mmd_cd", "val/cov_cd", "val/1nna_cd"} <= set(m)
+        assert 0.0 <= float(m["val/1nna_cd"]) <= 1.0
+    files = sorted((tmp_path / "samples").glob("epoch_*.npy"))
+    assert len(files) == 1 and saver.last_path == files[0]
+    import numpy as np
+
+    saved = np.load(files[0])
+    assert saved.shape == (3, N, 3) and np.allclose(saved, model.sample_fixed().numpy(), atol=1e-6)
+
+
+def test_fpd_hook_is_called(tmp_path):
+    calls = []
+
+    def fpd(samples):
+        calls.append(samples.shape)
+        return 1.5
+
+    model = tiny_gan(fpd=fpd)
+    out = model.evaluate_samples(torch.randn(4, N, 3), torch.randn(4, N, 3))
+    assert out["fpd"] == 1.5 and calls == [(4, N, 3)]
+
+
+def test_warm_start_from_autoencoder_decoder(tmp_path):
+    torch.manual_seed(0)
+    source = TreeGenerator([LATENT, 16, 8, 3], [2, 2, 4], support=2)
+    encoder = torch.nn.Linear(3, LATENT)  # any other weights in the checkpoint are ignored
+    state = {**{f"decoder.{k}": v for k, v in source.state_dict().items()},
+             **{f"encoder.{k}": v for k, v in encoder.state_dict().items()}}
+    ckpt = tmp_path / "ae.ckpt"
+    torch.save({"state_dict": state}, ckpt)
+
+    model = tiny_gan(warm_start=str(ckpt))
+    model.setup("fit")
+    for k, v in source.state_dict().items():
+        assert torch.equal(model.generator.state_dict()[k], v)
+    # load_model rebuilds without touching the warm-start file: hparams are plain
+    assert model.hparams["warm_start"] == str(ckpt) and "generator" not in model.hparams
+
+    other = TreeGenerator([LATENT, 32, 8, 3], [2, 2, 4], support=2)
+    torch.save({"state_dict": {f"decoder.{k}": v for k, v in other.state_dict().items()}}, ckpt)
+    with pytest.raises(ValueError, match="shape mismatches"):
+        load_generator_weights(model.generator, ckpt)
+    torch.save({"state_dict": {"decoder.mlp.0.weight": torch.zeros(2, 2)}}, ckpt)
+    with pytest.raises(ValueError, match="TreeGenerator"):
+        load_generator_weights(model.generator, ckpt)
+    with pytest.raises(FileNotFoundError):
+        load_generator_weights(model.generator, tmp_path / "missing.ckpt")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="latent_dim"):
+        TreeGAN(TreeGenerator([LATENT, 3], [4]), PointCritic(conv=(4,), head=()), latent_dim=LATENT + 1)
+    with pytest.raises(ValueError, match="n_critic"):
+        tiny_gan(n_critic=0)
+
+
+def test_autoencoder_tree_decoder_config_warm_starts_the_gan_config(tmp_path):
+    """`model/decoder=treegcn model.latent_dim=96` gives an autoencoder whose decoder fits `model=treegan`."""
+    from hydra.utils import instantiate
+
+    from tests.helpers import compose_train
+
+    torch.manual_seed(0)
+    ae = instantiate(compose_train(["model/decoder=treegcn", "model.latent_dim=96"], tmp_path).model)
+    assert isinstance(ae.decoder, TreeGenerator) and ae.decoder.latent_dim == 96 and ae.decoder.n_points == 2048
+    with torch.no_grad():
+        assert ae.eval()(torch.randn(1, 2048, 3)).shape == (1, 2048, 3)
+    ckpt = tmp_path / "ae.ckpt"
+    torch.save({"state_dict": ae.state_dict()}, ckpt)
+    gan = instantiate(compose_train(["model=treegan", f"model.warm_start={ckpt}"], tmp_path).model)
+    gan.setup("fit")
+    assert all(torch.equal(v, ae.decoder.state_dict()[k]) for k, v in gan.generator.state_dict().items())
