@@ -1,6 +1,8 @@
 """LightningModules ("systems"): they own losses, optimizers and the training loop."""
 
 from pc3d.models.autoencoder import Autoencoder
+from pc3d.models.classifier import PointCloudClassifier
 from pc3d.models.io import load_model
+from pc3d.models.treegan import SaveGeneratedSamples, TreeGAN
 
-__all__ = ["Autoencoder", "load_model"]
+__all__ = ["Autoencoder", "PointCloudClassifier", "SaveGeneratedSamples", "TreeGAN", "load_model"]

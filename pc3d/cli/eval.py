@@ -1,0 +1,318 @@
+"""``pc3d-eval``: score a checkpoint or two sets of clouds; print a table, write JSON.
+
+Tasks (``task=``; ``auto`` picks from what is given):
+
+``reconstruction``
+    A ``pc3d-train`` autoencoder checkpoint (``ckpt_path``): every cloud of ``split`` of the
+    checkpoint's data (or ``data`` overrides) is reconstructed; per-shape CD / EMD / F-score
+    (:mod:`pc3d.metrics.reconstruction`), per category and overall.
+``generation``
+    A checkpoint of a model with ``sample(n, *, seed=None, batch_size=...) -> (n, N, 3)``
+    (the tree-GAN): ``n_samples`` clouds (default: as many as references) against the clouds
+    of ``split`` (PointFlow uses val/test): MMD / COV / 1-NNA / JSD
+    (:mod:`pc3d.metrics.generative`) and, with ``fpd.classifier``, FPD.
+``sets``
+    Two sets of clouds, ``samples`` and ``refs``, each a folder of ``.npy`` clouds ``(N, 3)``,
+    a ``.npy`` ``(S, N, 3)`` or a ``.npz`` (the single array, or the ``clouds``/``points``/
+    ``samples`` entry): the generation metrics between them.
+``fpd_stats``
+    Reference statistics for FPD: features of ``split`` (of the classifier checkpoint's data,
+    or ``data`` overrides) by ``fpd.classifier``, saved to ``fpd.stats_out`` (``.npz``).
+
+Results go to ``out`` (JSON, written atomically; default ``<run dir>/metrics.json``) and,
+with ``wandb=true``, to an offline W&B run in the run dir. ``evaluate(cfg)`` is the plain
+function behind the console script.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from pc3d.cli._common import CONFIG_DIR
+
+log = logging.getLogger("pc3d.eval")
+
+TASKS = ("auto", "reconstruction", "generation", "sets", "fpd_stats")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_clouds(path: str | os.PathLike, n_points: int | None = None, seed: int = 0) -> torch.Tensor:
+    """Clouds from a folder of ``.npy`` files, a ``.npy`` or a ``.npz`` file.
+
+    ``n_points`` subsamples every cloud to that many points (without replacement when
+    possible, a fixed RNG ``seed``) so that clouds of different sizes can be stacked.
+
+    Shapes: -> ``(S, N, 3)`` float32.
+    """
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    if path.is_dir():
+        files = sorted(path.rglob("*.npy"))
+        if not files:
+            raise FileNotFoundError(f"{path}: no .npy files")
+        clouds = [np.load(f, allow_pickle=False) for f in files]
+    elif path.suffix == ".npy":
+        clouds = np.load(path, allow_pickle=False)
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.files)
+            key = keys[0] if len(keys) == 1 else next((k for k in ("clouds", "points", "samples") if k in keys), None)
+            if key is None:
+                raise ValueError(f"{path}: several arrays {keys}; expected one, or one named clouds/points/samples")
+            clouds = z[key]
+    elif not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    else:
+        raise ValueError(f"{path}: expected a folder of .npy files, a .npy or a .npz file")
+    if isinstance(clouds, np.ndarray) and clouds.ndim == 2:
+        clouds = clouds[None]
+    out = []
+    for i, c in enumerate(clouds):
+        c = np.asarray(c)
+        if c.ndim != 2 or c.shape[1] != 3 or c.shape[0] == 0:
+            raise ValueError(f"{path}: cloud {i} has shape {c.shape}; expected (N, 3)")
+        if n_points is not None and c.shape[0] != n_points:
+            c = c[rng.choice(c.shape[0], n_points, replace=c.shape[0] < n_points)]
+        out.append(c.astype(np.float32))
+    if len({c.shape[0] for c in out}) != 1:
+        raise ValueError(f"{path}: clouds have different point counts; set n_points to subsample them")
+    return torch.from_numpy(np.stack(out))
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _datamodule(cfg: DictConfig, ckpt_cfg: dict | None):
+    """The data module of the checkpoint's run, with ``cfg.data`` merged over it."""
+    from hydra.utils import instantiate
+
+    base = OmegaConf.create((ckpt_cfg or {}).get("data") or {})
+    data_cfg = OmegaConf.merge(base, cfg.get("data") or {})
+    if "_target_" not in data_cfg:
+        raise ValueError("no data config: the checkpoint has none; pass data._target_ and friends (see conf/data/)")
+    return instantiate(data_cfg)
+
+
+def _split_clouds(dm, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    points, labels = [], []
+    for batch in dm.probe_dataloader(split):
+        points.append(batch["points"])
+        labels.append(batch["category"])
+    return torch.cat(points), torch.cat(labels)
+
+
+def _load_ckpt_model(path: str, device: torch.device):
+    from pc3d.models.io import load_model
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = load_model(path).to(device).eval()
+    return model, ckpt.get("pc3d_config")
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+def _generation_metrics(samples: torch.Tensor, refs: torch.Tensor, cfg: DictConfig, device: torch.device) -> dict:
+    from pc3d.metrics.generative import evaluate_generation
+
+    m = cfg.metrics
+    dists = list(m.distances) + (["jsd"] if m.jsd else [])
+    res = evaluate_generation(samples.to(device), refs.to(device), distances=dists, normalize=m.normalize,
+                              batch_size=m.get("batch_size"), emd_method=m.emd_method)
+    if cfg.fpd.classifier:
+        from pc3d.metrics.fpd import fpd, load_classifier
+
+        net = load_classifier(cfg.fpd.classifier).to(device)
+        reference = cfg.fpd.stats if cfg.fpd.stats else refs
+        res["fpd"] = fpd(samples, reference, net, device=device, normalize=cfg.fpd.normalize)
+    return res
+
+
+def _reconstruction(model, dm, cfg: DictConfig, device: torch.device) -> dict:
+    from pc3d.metrics.reconstruction import per_category_means, reconstruction_metrics
+
+    per_shape: dict[str, list[torch.Tensor]] = {}
+    cats = []
+    with torch.no_grad():
+        for batch in dm.probe_dataloader(cfg.split):
+            points = batch["points"].to(device)
+            vals = reconstruction_metrics(model(points), points, metrics=list(cfg.metrics.reconstruction),
+                                          tau=cfg.metrics.tau, normalize=cfg.metrics.normalize,
+                                          emd_method=cfg.metrics.emd_method)
+            for k, v in vals.items():
+                per_shape.setdefault(k, []).append(v)
+            cats.append(batch["category"])
+    values = {k: torch.cat(v) for k, v in per_shape.items()}
+    table = per_category_means(values, torch.cat(cats), names=list(dm.names))
+    return {"per_category": table, **{k: v for k, v in table["all"].items() if k != "count"}}
+
+
+def _fpd_stats(cfg: DictConfig, device: torch.device) -> dict:
+    from pc3d.metrics.fpd import compute_features, feature_statistics, load_classifier, save_statistics
+
+    if not cfg.fpd.classifier:
+        raise ValueError("task=fpd_stats needs fpd.classifier=<classifier checkpoint or state_dict>")
+    ckpt = torch.load(cfg.fpd.classifier, map_location="cpu", weights_only=True)
+    ckpt_cfg = ckpt.get("pc3d_config") if isinstance(ckpt, dict) else None
+    net = load_classifier(cfg.fpd.classifier).to(device)
+    dm = _datamodule(cfg, ckpt_cfg)
+    clouds, _ = _split_clouds(dm, cfg.split)
+    feats = compute_features(net, clouds, device=device, normalize=cfg.fpd.normalize)
+    meta = {"classifier": str(cfg.fpd.classifier), "split": cfg.split, "root": str(getattr(dm, "root", "")),
+            "categories": getattr(dm, "categories", None), "n_points": int(clouds.shape[1]),
+            "normalize_data": getattr(dm, "normalize", None), "normalize_fpd": cfg.fpd.normalize}
+    stats = feature_statistics(feats, meta=meta)
+    out = Path(cfg.fpd.stats_out)
+    save_statistics(out, stats)
+    return {"n_clouds": stats.n, "feature_dim": int(stats.mu.shape[0]), "stats_file": str(out)}
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as JSON through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Run the evaluation ``cfg`` describes (see the module docstring and ``conf/eval.yaml``).
+
+    Returns the JSON-able result: ``task``, ``metrics`` ({name: float}), optionally
+    ``per_category`` and the protocol (``normalize``, distances, ``tau`` ...).
+    """
+    if cfg.get("seed") is not None:
+        import lightning as L
+
+        L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    task = cfg.task
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    device = _device(cfg.device)
+    model = ckpt_cfg = None
+    if task == "auto":
+        if cfg.get("samples") and cfg.get("refs"):
+            task = "sets"
+        elif cfg.get("ckpt_path"):
+            model, ckpt_cfg = _load_ckpt_model(cfg.ckpt_path, device)
+            task = "generation" if hasattr(model, "sample") else "reconstruction"
+        elif cfg.fpd.get("classifier") and cfg.fpd.get("stats_out"):
+            task = "fpd_stats"
+        else:
+            raise ValueError("nothing to evaluate: pass ckpt_path=..., or samples=... refs=..., "
+                             "or task=fpd_stats fpd.classifier=...")
+    result: dict[str, Any] = {"task": task, "protocol": OmegaConf.to_container(cfg.metrics, resolve=True)}
+    if task in ("reconstruction", "generation"):
+        if not cfg.get("ckpt_path"):
+            raise ValueError(f"task={task} needs ckpt_path=<pc3d-train checkpoint>")
+        if model is None:
+            model, ckpt_cfg = _load_ckpt_model(cfg.ckpt_path, device)
+        result["ckpt_path"] = str(cfg.ckpt_path)
+        dm = _datamodule(cfg, ckpt_cfg)
+        result["split"] = cfg.split
+        if task == "reconstruction":
+            res = _reconstruction(model, dm, cfg, device)
+            result["per_category"] = res.pop("per_category")
+        else:
+            if not hasattr(model, "sample"):
+                raise ValueError(f"{cfg.ckpt_path}: the model has no sample(n, seed=...) method")
+            refs = load_clouds(cfg.refs, cfg.get("n_points")) if cfg.get("refs") else _split_clouds(dm, cfg.split)[0]
+            n = int(cfg.n_samples or refs.shape[0])
+            with torch.no_grad():
+                samples = model.sample(n, seed=cfg.seed).detach().float()
+            result.update(n_samples=n, n_refs=int(refs.shape[0]))
+            res = _generation_metrics(samples, refs, cfg, device)
+    elif task == "sets":
+        if not (cfg.get("samples") and cfg.get("refs")):
+            raise ValueError("task=sets needs samples=<path> and refs=<path>")
+        samples = load_clouds(cfg.samples, cfg.get("n_points"), seed=cfg.seed or 0)
+        refs = load_clouds(cfg.refs, cfg.get("n_points"), seed=(cfg.seed or 0) + 1)
+        result.update(samples=str(cfg.samples), refs=str(cfg.refs), n_samples=int(samples.shape[0]),
+                      n_refs=int(refs.shape[0]))
+        res = _generation_metrics(samples, refs, cfg, device)
+    else:
+        res = _fpd_stats(cfg, device)
+        result["split"] = cfg.split
+    result["metrics"] = {k: (float(v) if isinstance(v, int | float) else v) for k, v in res.items()}
+    out = write_json_atomic(cfg.out, result)
+    result["json"] = str(out)
+    if cfg.get("wandb"):
+        _log_wandb(cfg, result)
+    print_table(result)
+    return result
+
+
+def _log_wandb(cfg: DictConfig, result: dict[str, Any]) -> None:
+    import wandb
+
+    run = wandb.init(project=cfg.get("wandb_project", "pc3d"), name=cfg.task_name, dir=str(Path(cfg.out).parent),
+                     mode="offline", config=OmegaConf.to_container(cfg, resolve=True), job_type="eval")
+    try:
+        run.summary.update({f"eval/{k}": v for k, v in result["metrics"].items() if isinstance(v, float)})
+    finally:
+        wandb.finish()
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """Print the metrics (and the per-category table of a reconstruction run)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=False)
+    per_cat = result.get("per_category")
+    if per_cat:
+        cols = [k for k in next(iter(per_cat.values())) if k != "count"]
+        table = Table(title=f"pc3d-eval: {result['task']} ({result.get('split', '')})")
+        table.add_column("category")
+        table.add_column("n", justify="right")
+        for c in cols:
+            table.add_column(c, justify="right")
+        for cat, row in per_cat.items():
+            table.add_row(cat, str(row["count"]), *(f"{row[c]:.6g}" for c in cols))
+    else:
+        table = Table(title=f"pc3d-eval: {result['task']}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for k, v in result["metrics"].items():
+            table.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+    console.print(table)
+    console.print(f"json: {result['json']}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def _hydra_main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+def main() -> None:
+    """Console entry point ``pc3d-eval``."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
