@@ -26,11 +26,9 @@ function behind the console script.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pc3d.cli._common import CONFIG_DIR
+from pc3d.io import atomic_write_json
 
 log = logging.getLogger("pc3d.eval")
 
@@ -183,23 +182,6 @@ def _fpd_stats(cfg: DictConfig, device: torch.device) -> dict:
     return {"n_clouds": stats.n, "feature_dim": int(stats.mu.shape[0]), "stats_file": str(out)}
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as JSON through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the evaluation ``cfg`` describes (see the module docstring and ``conf/eval.yaml``).
 
@@ -259,7 +241,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         res = _fpd_stats(cfg, device)
         result["split"] = cfg.split
     result["metrics"] = {k: (float(v) if isinstance(v, int | float) else v) for k, v in res.items()}
-    out = write_json_atomic(cfg.out, result)
+    out = atomic_write_json(cfg.out, result)
     result["json"] = str(out)
     if cfg.get("wandb"):
         _log_wandb(cfg, result)

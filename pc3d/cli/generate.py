@@ -16,9 +16,7 @@ was trained in (the data module's normalisation).
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +25,9 @@ import numpy as np
 from omegaconf import DictConfig
 
 from pc3d.cli._common import CONFIG_DIR
+from pc3d.io import atomic_write
 
 log = logging.getLogger("pc3d.generate")
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temp file next to ``path`` (same suffix), then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -50,7 +36,7 @@ def save_npy(path: Path, array: np.ndarray) -> None:
         with open(tmp, "wb") as f:
             np.save(f, array)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def save_ply(path: Path, points: np.ndarray) -> None:
@@ -69,7 +55,7 @@ def save_ply(path: Path, points: np.ndarray) -> None:
         if len(back.points) != len(points):
             raise OSError(f"{path}: wrote {len(points)} points but read back {len(back.points)}")
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def _device(name: str):

@@ -162,6 +162,8 @@ from typing import Any
 
 import numpy as np
 
+from pc3d.io import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -1298,19 +1300,6 @@ def _write_renderings(
 # ----------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _dataset_root(root: str | os.PathLike) -> Path:
     root = Path(root).expanduser()
     if root.name in (PC15K_DIRNAME, RENDERING_DIRNAME) and not (root / MANIFEST_NAME).exists():
@@ -1486,7 +1475,7 @@ def _write_name_map(root: Path, tree: str, cats: Iterable[str]) -> None:
     lines = keep + [f"{c}\t{CATEGORIES[c]}" for c in CATEGORIES if c in set(cats)]
     if lines:
         path.parent.mkdir(exist_ok=True)
-        _atomic_write_text(path, "\n".join(lines) + "\n")
+        atomic_write_text(path, "\n".join(lines) + "\n")
     else:
         path.unlink(missing_ok=True)
 
@@ -1502,7 +1491,7 @@ def _install(root: Path, category: str, result: dict[str, Any], params: dict[str
     shutil.rmtree(tmp, ignore_errors=True)
     parts = root / _PARTS_DIRNAME
     parts.mkdir(exist_ok=True)
-    _atomic_write_text(parts / f"{synset}.json", json.dumps({"params": params, "counts": result["counts"]}, indent=1))
+    atomic_write_text(parts / f"{synset}.json", json.dumps({"params": params, "counts": result["counts"]}, indent=1))
 
 
 def _read_part(root: Path, category: str) -> dict | None:
@@ -1639,7 +1628,7 @@ def generate(
                 "metadata": "azimuth elevation in_plane_rotation distance_ratio fov",
             },
         }
-        _atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
+        atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1) + "\n")
         shutil.rmtree(root / _PARTS_DIRNAME, ignore_errors=True)
     _say(progress, f"{root}: complete ({len(all_cats)} categories) in {time.perf_counter() - t0:.1f} s")
     return root

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,6 +40,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from pc3d.io import atomic_write
 
 __all__ = [
     "FPD",
@@ -147,19 +148,13 @@ def feature_statistics(features: Any, meta: dict | None = None) -> FeatureStats:
 
 def save_statistics(path: str | os.PathLike, stats: FeatureStats) -> Path:
     """Write ``stats`` to a ``.npz`` file atomically (``mu``, ``sigma``, ``n``, ``meta`` JSON)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
             np.savez(fh, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n),
                      meta=np.array(json.dumps(stats.meta, default=str)))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write(path, write)
 
 
 def load_statistics(path: str | os.PathLike) -> FeatureStats:

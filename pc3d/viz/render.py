@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from pc3d.data.synthetic import FOV_DEG, camera_intrinsics, camera_pose
+from pc3d.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -606,28 +607,12 @@ def _clip_text(draw, text: str, font, width: float) -> str:
     return text + "…"
 
 
-def _atomic_write(path: Path, write) -> Path:
-    """``write(tmp)`` into a temporary file beside ``path``, then rename it onto ``path``."""
-    import secrets
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_png(image: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a uint8 image (H, W, 3) as PNG (atomically); returns the path."""
     from PIL import Image
 
     img = Image.fromarray(np.asarray(image, np.uint8))
-    return _atomic_write(Path(path), lambda tmp: img.save(tmp, format="PNG", optimize=True))
+    return atomic_write(Path(path), lambda tmp: img.save(tmp, format="PNG", optimize=True))
 
 
 def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 12.0, colors: int = 128) -> Path:
@@ -640,6 +625,6 @@ def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float =
     imgs = [Image.fromarray(np.asarray(f, np.uint8)).quantize(colors, method=Image.Quantize.MEDIANCUT,
                                                                 dither=Image.Dither.NONE) for f in frames]
     duration = int(round(1000 / fps))
-    return _atomic_write(Path(path), lambda tmp: imgs[0].save(tmp, format="GIF", save_all=True,
+    return atomic_write(Path(path), lambda tmp: imgs[0].save(tmp, format="GIF", save_all=True,
                                                               append_images=imgs[1:], duration=duration,
                                                               loop=0, optimize=False))
