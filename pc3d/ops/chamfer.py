@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from pc3d.ops.knn import gather_points, nearest_indices, validate_pair
+from pc3d.ops.knn import gather_points, nearest_indices, reduce_per_cloud, validate_pair
 
 __all__ = ["ChamferResult", "chamfer_distance"]
 
@@ -123,12 +123,7 @@ def chamfer_distance(
     y_to_x = d_yx.mean(dim=1)
     per_cloud = x_to_y + y_to_x
 
-    if reduction == "mean":
-        distance = per_cloud.mean()
-    elif reduction == "sum":
-        distance = per_cloud.sum()
-    else:
-        distance = per_cloud
+    distance = reduce_per_cloud(per_cloud, reduction)
     if return_parts:
         return ChamferResult(distance, x_to_y, y_to_x, idx_xy, idx_yx)
     return distance

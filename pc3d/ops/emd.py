@@ -62,7 +62,7 @@ import torch
 from torch import Tensor
 
 from pc3d.ops.chamfer import _safe_sqrt
-from pc3d.ops.knn import _get_pool, _num_threads, gather_points, validate_pair
+from pc3d.ops.knn import _get_pool, _num_threads, gather_points, reduce_per_cloud, validate_pair
 
 __all__ = ["EMDResult", "METHODS", "emd"]
 
@@ -471,12 +471,7 @@ def emd(
     if not squared:
         d = _safe_sqrt(d)
     per_cloud = d.mean(dim=1)
-    if reduction == "mean":
-        distance = per_cloud.mean()
-    elif reduction == "sum":
-        distance = per_cloud.sum()
-    else:
-        distance = per_cloud
+    distance = reduce_per_cloud(per_cloud, reduction)
     if return_assignment:
         return EMDResult(distance, assignment)
     return distance

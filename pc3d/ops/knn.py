@@ -310,3 +310,16 @@ def nearest_neighbors(
     with torch.no_grad():
         dist2 = (x.detach() - gather_points(y.detach(), idx)).square().sum(-1)
     return dist2, idx
+
+
+def reduce_per_cloud(per_cloud: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Apply a loss ``reduction`` (validated by the caller) to per-cloud values.
+
+    Shapes:
+        per_cloud: (B,); returns a scalar for "mean" / "sum", the (B,) tensor for "none"
+    """
+    if reduction == "mean":
+        return per_cloud.mean()
+    if reduction == "sum":
+        return per_cloud.sum()
+    return per_cloud
