@@ -6,8 +6,7 @@ do not pay for importing Lightning: ``from pc3d.data import PointCloudDataModule
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pc3d._lazy import lazy_exports
 
 _EXPORTS = {
     "PC15K_DIRNAME": "pc3d.data.datamodule",
@@ -34,14 +33,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pc3d.data' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports("pc3d.data", _EXPORTS, globals())

@@ -7,8 +7,7 @@ imported when the Open3D backend renders.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pc3d._lazy import lazy_exports
 
 _EXPORTS = {
     "BACKENDS": "pc3d.viz.render",
@@ -30,14 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pc3d.viz' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports("pc3d.viz", _EXPORTS, globals())
