@@ -1,4 +1,4 @@
-"""``pc3d-data``: command line for the built-in procedural data set.
+"""``pc3d-data``: command line for the built-in procedural data set and for inspecting data folders.
 
 Usage::
 
@@ -6,11 +6,15 @@ Usage::
                        [--image-size P] [--seed S] [--categories chair,table]
                        [--overwrite] [--workers W]
     python -m pc3d.cli.data generate --root data/pc3d_synthetic
+    pc3d-data inspect PATH [--layout auto] [--no-check] [--json]
 
 ``generate`` builds (only what is missing of) the data set described in
 :mod:`pc3d.data.synthetic` and prints where it wrote, a table of shapes per category and
-split, the disk size and the time taken. Subcommands are argparse subparsers, each with
-a ``_cmd_<name>(args) -> int`` handler, so more (``inspect``) slot in beside it.
+split, the disk size and the time taken. ``inspect`` prints the layout it detects (see
+:mod:`pc3d.data.layouts`), a table of usable shapes per category and split, and every problem
+found (bad files with the reason, missing splits); it exits with 1 when it found problems, 2 when
+the folder is no known layout. Subcommands are argparse subparsers, each with a
+``_cmd_<name>(args) -> int`` handler.
 """
 
 from __future__ import annotations
@@ -52,11 +56,31 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_generate)
 
 
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    from pc3d.data.layouts import LAYOUTS
+
+    p = sub.add_parser(
+        "inspect",
+        help="report a data folder's layout, shapes per split and category, and bad files",
+        description="Detect the layout of PATH (or use --layout), count the usable shapes per category and "
+        "split, and list every problem found: files that cannot be read or are invalid (each read as "
+        "training reads it) and missing splits. Exit status 1 when problems were found.",
+    )
+    p.add_argument("path", type=Path, help="data set root folder")
+    p.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS], help="layout (default: detect)")
+    p.add_argument("--no-check", action="store_true", help="only list files, do not read them")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_inspect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pc3d-data`` argument parser (one subparser per subcommand)."""
-    parser = argparse.ArgumentParser(prog="pc3d-data", description="pc3d data tools (built-in procedural data set).")
+    parser = argparse.ArgumentParser(
+        prog="pc3d-data", description="pc3d data tools (built-in procedural data set, data folder inspection)."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_generate(sub)
+    _add_inspect(sub)
     return parser
 
 
@@ -71,10 +95,10 @@ def _disk_size(root: Path) -> int:
     return total
 
 
-def _format_table(counts: dict[str, dict[str, int]], synsets: dict[str, str]) -> str:
+def _format_table(counts: dict[str, dict[str, int]], synsets: dict[str, str], id_header: str = "synset") -> str:
     from pc3d.data.synthetic import SPLITS
 
-    header = ["category", "synset", *SPLITS, "total"]
+    header = ["category", id_header, *SPLITS, "total"]
     rows = [[name, synsets[name], *(str(c[s]) for s in SPLITS), str(sum(c.values()))] for name, c in counts.items()]
     totals = [sum(c[s] for c in counts.values()) for s in SPLITS]
     rows.append(["total", "", *(str(t) for t in totals), str(sum(totals))])
@@ -123,6 +147,33 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     print(_format_table(counts, manifest.get("categories", {})))
     print(f"disk: {_disk_size(root) / 2**20:.1f} MiB; time: {seconds:.1f} s")
     return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from pc3d.data.inspect import inspect_root
+
+    try:
+        report = inspect_root(args.path, layout=args.layout, check=not args.no_check)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"pc3d-data: error: {err}", file=sys.stderr)
+        return 2
+    problems = [*report["problems"], *report["bad_files"]]
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 1 if problems else 0
+    how = "detected" if report["detected"] else "given"
+    print(f"{report['root']}: layout {report['layout']} ({how})")
+    names = report["categories"]
+    if report["counts"]:
+        counts = {names[c]: n for c, n in report["counts"].items()}
+        print(_format_table(counts, {names[c]: c for c in report["counts"]}, id_header="id"))
+    checked = "" if not args.no_check else " (files not read: --no-check)"
+    print(f"problems: {len(problems)}{checked}")
+    for line in problems:
+        print(f"  {line}")
+    return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

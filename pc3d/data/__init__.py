@@ -1,4 +1,5 @@
-"""Data: PC15k reader, transforms, the Lightning DataModule and the built-in procedural set.
+"""Data: readers of every layout (PC15k, ShapeNet-part, ModelNet40, latent_3d_points, mesh folders),
+transforms, the Lightning DataModule and the built-in procedural set.
 
 Names are imported lazily (PEP 562) so that ``pc3d-data`` and the generator's worker processes
 do not pay for importing Lightning: ``from pc3d.data import PointCloudDataModule`` works as usual.
@@ -16,6 +17,19 @@ _EXPORTS = {
     "SHAPENET_ALIASES": "pc3d.data.pc15k",
     "SHAPENET_SYNSETS": "pc3d.data.pc15k",
     "PC15kDataset": "pc3d.data.pc15k",
+    "PointCloudSet": "pc3d.data.base",
+    "write_index_files": "pc3d.data.base",
+    "ShapeNetPartDataset": "pc3d.data.shapenet_part",
+    "ModelNet40Dataset": "pc3d.data.modelnet",
+    "ModelNet40NormalDataset": "pc3d.data.modelnet",
+    "Latent3DDataset": "pc3d.data.latent3d",
+    "MeshFolderDataset": "pc3d.data.meshes",
+    "read_mesh": "pc3d.data.meshes",
+    "render_meshes": "pc3d.data.meshes",
+    "LAYOUTS": "pc3d.data.layouts",
+    "detect_layout": "pc3d.data.layouts",
+    "make_dataset": "pc3d.data.layouts",
+    "inspect_root": "pc3d.data.inspect",
     "compute_global_stats": "pc3d.data.pc15k",
     "load_cloud": "pc3d.data.pc15k",
     "read_name_map": "pc3d.data.pc15k",

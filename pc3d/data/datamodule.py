@@ -1,4 +1,8 @@
-"""Lightning DataModule over PC15k-layout point clouds (real ShapeNetCore.v2.PC15k or built-in).
+"""Lightning DataModule over every point-cloud layout pc3d reads (PC15k by default).
+
+The layouts (``layout=``): ``pc15k`` (ShapeNetCore.v2.PC15k and the built-in set),
+``shapenet_part``, ``modelnet40``, ``modelnet40_normal``, ``latent3d``, ``meshes``, or ``auto``
+(detected, see :mod:`pc3d.data.layouts`). Whatever the layout, items and batches are the same.
 
 Batches (see :func:`collate`)::
 
@@ -9,10 +13,12 @@ Batches (see :func:`collate`)::
     index     (B,)      int64     item index in its split
     shift     (B, 1, 3) float32   raw = points * scale + shift
     scale     (B, 1, 1) float32
+    part_label (B, N)   int64     ShapeNet-part only: the part label of every point
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,9 +29,13 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from pc3d.data.base import SAMPLINGS, PointCloudSet
+from pc3d.data.layouts import LAYOUTS, detect_layout, layout_class
 from pc3d.data.pc15k import SPLITS, PC15kDataset, _parse_global_stats
 
 __all__ = ["PC15K_DIRNAME", "PointCloudDataModule", "collate"]
+
+log = logging.getLogger(__name__)
 
 #: Name of the PC15k directory inside the built-in data root.
 PC15K_DIRNAME = "ShapeNetCore.v2.PC15k"
@@ -73,12 +83,13 @@ def _plain(obj: Any) -> Any:
 
 
 class PointCloudDataModule(LightningDataModule):
-    """Train/val/test loaders over a PC15k-layout root.
+    """Train/val/test loaders over a data set root in any layout pc3d reads (PC15k by default).
 
     Args:
-        root: the DATASET root ``<root>/<synset>/{train,val,test}/*.npy``; for the built-in
-            set ``<builtin_root>/ShapeNetCore.v2.PC15k``. May be ``None`` when ``synthetic``
-            is given (it then defaults to ``synthetic["root"]/ShapeNetCore.v2.PC15k``).
+        root: the DATASET root in ``layout``'s structure (PC15k: ``<root>/<synset>/{train,val,
+            test}/*.npy``; for the built-in set ``<builtin_root>/ShapeNetCore.v2.PC15k``). May be
+            ``None`` when ``synthetic`` is given (it then defaults to
+            ``synthetic["root"]/ShapeNetCore.v2.PC15k``).
         categories: ``"all"``, a name, a synset id or a list (see :class:`PC15kDataset`).
             Resolved on the train split; val/test use the same synsets so labels agree.
         n_points: points per cloud.
@@ -100,6 +111,21 @@ class PointCloudDataModule(LightningDataModule):
         global_stats: ``{"mean": [3], "std": s}`` to use instead of computing them.
         train_transform: optional ``(N,3) -> (N,3)`` augmentation for the train split only
             (e.g. :class:`pc3d.data.transforms.RandomRotateY`); not saved in hparams.
+        layout: ``"pc15k"`` (default), ``"shapenet_part"``, ``"modelnet40"``,
+            ``"modelnet40_normal"``, ``"latent3d"``, ``"meshes"`` or ``"auto"`` (detected once,
+            see :func:`pc3d.data.layouts.detect_layout`; :attr:`layout` then holds the result).
+        layout_options: extra keyword arguments of the layout's reader (e.g. ``surface_points``,
+            ``cache_dir`` for meshes, ``val_fraction`` for ModelNet40, ``part_labels``).
+        skip_bad: drop unreadable/invalid files (each split reads all its files once when built)
+            and list them in :attr:`bad_files` (logged, and written to ``bad_files_report``);
+            ``False`` raises a ``ValueError`` naming the first bad file met.
+        bad_files_report: JSON file (written atomically after every :meth:`setup`) with
+            ``{split: ["<path>: <problem>", ...]}``; ``None``: not written.
+        train_split: ``"train"`` (default) or ``"all"``: train on every shape of the categories,
+            whatever its split (tree-GAN's protocol); val/test still use their splits.
+        train_sampling: sampling of the train split: ``"random"`` (default), ``"fixed"`` or
+            ``"treegan"`` (fixed per-shape index sets drawn with replacement, see
+            :mod:`pc3d.data.base`).
 
     After :meth:`setup`: ``train_set``/``val_set``/``test_set``, ``num_classes``, ``names``,
     ``synsets``, ``global_stats``. :meth:`state_dict` carries ``global_stats`` (plain types)
@@ -124,8 +150,22 @@ class PointCloudDataModule(LightningDataModule):
         pin_memory: bool = False,
         global_stats: Mapping[str, Any] | None = None,
         train_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        layout: str = "pc15k",
+        layout_options: Mapping[str, Any] | None = None,
+        skip_bad: bool = False,
+        bad_files_report: str | Path | None = None,
+        train_split: str = "train",
+        train_sampling: str = "random",
     ):
         super().__init__()
+        if layout != "auto" and layout not in LAYOUTS:
+            raise ValueError(f"layout must be 'auto' or one of {sorted(LAYOUTS)}, got {layout!r}")
+        if train_split not in ("train", "all"):
+            raise ValueError(f"train_split must be 'train' or 'all', got {train_split!r}")
+        if train_sampling not in SAMPLINGS:
+            raise ValueError(f"train_sampling must be one of {SAMPLINGS}, got {train_sampling!r}")
+        layout_options = {} if layout_options is None else _plain(layout_options)
+        bad_files_report = None if bad_files_report is None else str(bad_files_report)
         # Plain containers only, so checkpoints load with torch.load(weights_only=True).
         categories = categories if isinstance(categories, str) else [str(c) for c in categories]
         synthetic = None if synthetic is None else _plain(synthetic)
@@ -161,16 +201,35 @@ class PointCloudDataModule(LightningDataModule):
         self.pin_memory = pin_memory
         self.global_stats: dict[str, Any] | None = global_stats
         self.train_transform = train_transform
+        self.requested_layout = layout
+        self._layout: str | None = None if layout == "auto" else layout
+        self.layout_options = dict(layout_options)
+        self.skip_bad = bool(skip_bad)
+        self.bad_files_report = bad_files_report
+        self.train_split = train_split
+        self.train_sampling = train_sampling
+        #: ``{split: ["<path>: <problem>", ...]}`` of the files ``skip_bad`` dropped (after setup).
+        self.bad_files: dict[str, list[str]] = {}
 
-        self.train_set: PC15kDataset | None = None
-        self.val_set: PC15kDataset | None = None
-        self.test_set: PC15kDataset | None = None
-        self._probe_sets: dict[str, PC15kDataset] = {}
+        self.train_set: PointCloudSet | None = None
+        self.val_set: PointCloudSet | None = None
+        self.test_set: PointCloudSet | None = None
+        self._probe_sets: dict[str, PointCloudSet] = {}
+
+    @property
+    def layout(self) -> str:
+        """The layout read (``layout="auto"`` is detected here, once)."""
+        if self._layout is None:
+            self._layout = detect_layout(self.root)
+        return self._layout
 
     # ------------------------------------------------------------------ data preparation
     def prepare_data(self) -> None:
-        """Generate the built-in set when ``synthetic`` is given (rank 0 only under DDP)."""
+        """Generate the built-in set when ``synthetic`` is given, and sample (and render) a mesh
+        folder into its cache for ``layout="meshes"`` (rank 0 only under DDP)."""
         if self.synthetic is None:
+            if self.layout == "meshes" and self.layout_options.get("cache_dir", None) is not False:
+                self._prepare_meshes()
             return
         try:
             from pc3d.data.synthetic import ensure_generated
@@ -178,20 +237,53 @@ class PointCloudDataModule(LightningDataModule):
             raise ImportError("synthetic data needs pc3d.data.synthetic, which could not be imported") from exc
         ensure_generated(**self.synthetic)
 
-    def _make(self, split: str, sampling: str, categories, in_memory: bool, transform=None) -> PC15kDataset:
-        return PC15kDataset(
-            self.root,
-            categories=categories,
-            split=split,
-            n_points=self.n_points,
-            sampling=sampling,
-            normalize=self.normalize,
-            global_stats=self.global_stats if self.normalize == "global" else None,
-            pointflow_split=self.pointflow_split,
-            in_memory=in_memory,
-            seed=self.seed,
-            transform=transform,
-        )
+    def _prepare_meshes(self) -> None:
+        from pc3d.data.meshes import MeshFolderDataset
+
+        folder = MeshFolderDataset(self.root, split="all", n_points=1, seed=self.seed, **self.layout_options)
+        report = folder.prepare()
+        if report["bad_files"] and not self.skip_bad:
+            shown = "\n  ".join(report["bad_files"][:20])
+            raise ValueError(
+                f"{len(report['bad_files'])} meshes in {self.root} cannot be used (set skip_bad=true to skip "
+                f"them):\n  {shown}"
+            )
+        log.info("mesh cache of %s: %s", self.root, {k: v for k, v in report.items() if k != "bad_files"})
+
+    def _make(self, split: str, sampling: str, categories, in_memory: bool, transform=None) -> PointCloudSet:
+        """Build the data set of one split; the single place data sets are built (subclasses wrap it).
+
+        ``split == "train"`` reads ``train_split`` (``"train"`` or ``"all"``)."""
+        common = {
+            "categories": categories,
+            "split": self.train_split if split == "train" else split,
+            "n_points": self.n_points,
+            "sampling": sampling,
+            "normalize": self.normalize,
+            "global_stats": self.global_stats if self.normalize == "global" else None,
+            "in_memory": in_memory,
+            "seed": self.seed,
+            "transform": transform,
+            "skip_bad": self.skip_bad,
+        }
+        if self.layout == "pc15k":
+            return PC15kDataset(self.root, pointflow_split=self.pointflow_split, **common, **self.layout_options)
+        if self.pointflow_split:
+            raise ValueError(f"pointflow_split is PC15k's row split; set it to false for layout {self.layout!r}")
+        return layout_class(self.layout)(self.root, **common, **self.layout_options)
+
+    def _note_bad_files(self, split: str, dataset: PointCloudSet) -> None:
+        """Record (log, and write to ``bad_files_report``) the files ``skip_bad`` dropped from a split.
+        A data set that a subclass's ``_make`` wraps reports them when it exposes ``bad_files``."""
+        bad = list(getattr(dataset, "bad_files", None) or [])
+        if not bad:
+            return
+        self.bad_files[split] = bad
+        log.warning("skipped %d bad files in the %s split of %s:\n  %s", len(bad), split, self.root, "\n  ".join(bad))
+        if self.bad_files_report is not None:
+            from pc3d.io import atomic_write_json
+
+            atomic_write_json(self.bad_files_report, self.bad_files)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the data sets that ``stage`` needs (``fit``: train+val, ``validate``: val,
@@ -200,18 +292,25 @@ class PointCloudDataModule(LightningDataModule):
         fit = stage in (None, "fit")
         if self.train_set is None or (fit and self.in_memory and not self.train_set.in_memory):
             self.train_set = self._make(
-                "train", "random", self.categories, in_memory=self.in_memory and fit, transform=self.train_transform
+                "train",
+                self.train_sampling,
+                self.categories,
+                in_memory=self.in_memory and fit,
+                transform=self.train_transform,
             )
+            self._note_bad_files("train", self.train_set)
             if self.normalize == "global" and self.global_stats is None:
                 self.global_stats = self.train_set.global_stats
         synsets = self.train_set.synsets
         if stage in (None, "fit", "validate") and self.val_set is None:
             self.val_set = self._make("val", "fixed", synsets, in_memory=self.in_memory)
+            self._note_bad_files("val", self.val_set)
         if stage in (None, "test", "predict") and self.test_set is None:
             self.test_set = self._make("test", "fixed", synsets, in_memory=self.in_memory)
+            self._note_bad_files("test", self.test_set)
 
     # ------------------------------------------------------------------ properties
-    def _require_setup(self) -> PC15kDataset:
+    def _require_setup(self) -> PointCloudSet:
         if self.train_set is None:
             raise RuntimeError("call setup() first")
         return self.train_set
@@ -258,7 +357,7 @@ class PointCloudDataModule(LightningDataModule):
             )
 
     # ------------------------------------------------------------------ loaders
-    def _loader(self, dataset: PC15kDataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset: PointCloudSet, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,

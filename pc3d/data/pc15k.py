@@ -36,27 +36,38 @@ file, as PointFlow does.
 Sampling (``sampling=``): ``"random"`` draws ``n_points`` rows without replacement, fresh on
 every call, from torch's global RNG (DataLoader workers seed it per worker and per epoch, so
 draws differ across epochs and are reproducible under ``lightning.seed_everything``);
-``"fixed"`` draws the same rows for an index every time (seeded by ``(seed, index)``).
+``"fixed"`` draws the same rows for an index every time (seeded by ``(seed, index)``);
+``"treegan"`` uses one fixed index set per shape drawn with replacement (see :mod:`pc3d.data.base`).
 
 ``pointflow_split=True`` follows PointFlow: the train split samples from the first 10,000 rows
 of each file and val/test sample from the remaining rows (5,000 in PC15k). With the default
-``False`` every split samples from all rows.
+``False`` every split samples from all rows. ``split="all"`` reads the files of every split
+(sampled as the train split).
+
+The sampling, normalization, item and bad-file machinery is shared with every other layout's
+reader through :class:`pc3d.data.base.PointCloudSet`; this module adds the PC15k listing, the
+memory-mapped ``.npy`` loading and the PointFlow row split.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from pc3d.data.transforms import unit_bbox_stats, unit_sphere_stats
+from pc3d.data.base import (
+    NORMALIZATIONS,
+    SAMPLINGS,
+    SPLITS,
+    PointCloudSet,
+    check_dataset_args,
+    compute_set_stats,
+    norm_name,
+    parse_global_stats,
+)
 
 __all__ = [
     "NAME_MAP_FILE",
@@ -72,9 +83,6 @@ __all__ = [
     "read_name_map",
 ]
 
-SPLITS = ("train", "val", "test")
-SAMPLINGS = ("random", "fixed")
-NORMALIZATIONS = ("none", "unit_sphere", "unit_bbox", "global")
 NAME_MAP_FILE = "synsetoffset2category.txt"
 POINTFLOW_TRAIN_ROWS = 10_000
 #: Name of the manifest the built-in generator writes last, in the parent of the PC15k dir.
@@ -167,8 +175,7 @@ _SHAPENET_NAME_TO_SYNSET = {**SHAPENET_ALIASES, **{name: s for s, name in SHAPEN
 _EXPECTED = "(P, 3) float array"
 
 
-def _norm_name(name: str) -> str:
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
+_norm_name = norm_name
 
 
 def read_name_map(path: str | Path) -> dict[str, str]:
@@ -221,33 +228,10 @@ def load_cloud(path: str | Path, *, mmap: bool = True) -> np.ndarray:
         raise ValueError(f"{path}: {_describe_load_error(exc)}") from exc
 
 
-def _parse_global_stats(stats: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Mapping with ``mean`` (3 values) and ``std`` (scalar) -> shift (1,3), scale (1,1), plain dict."""
-    if not isinstance(stats, Mapping) or "mean" not in stats or "std" not in stats:
-        raise ValueError(f"global_stats must be a mapping with keys 'mean' (3 values) and 'std', got {stats!r}")
-    mean = stats["mean"]
-    std = stats["std"]
-    if isinstance(mean, torch.Tensor):
-        mean = mean.detach().cpu().numpy()
-    if isinstance(std, torch.Tensor):
-        std = std.detach().cpu().numpy()
-    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
-    std_arr = np.asarray(std, dtype=np.float64).reshape(-1)
-    if mean.shape != (3,) or std_arr.shape != (1,):
-        raise ValueError(
-            f"global_stats: expected 'mean' with 3 values and a scalar 'std', got mean shape "
-            f"{mean.shape} and std shape {std_arr.shape}"
-        )
-    if not (np.isfinite(mean).all() and np.isfinite(std_arr).all() and std_arr[0] > 0):
-        raise ValueError(f"global_stats must be finite with std > 0, got mean={mean.tolist()}, std={std_arr[0]}")
-    plain = {"mean": [float(v) for v in mean], "std": float(std_arr[0])}
-    for key in ("n_shapes", "n_points"):
-        if key in stats:
-            plain[key] = int(stats[key])
-    return mean.reshape(1, 3).astype(np.float32), std_arr.reshape(1, 1).astype(np.float32), plain
+_parse_global_stats = parse_global_stats  # the historical name, kept for importers
 
 
-class PC15kDataset(Dataset):
+class PC15kDataset(PointCloudSet):
     """ShapeNetCore.v2.PC15k point clouds (real release or the built-in set), one split.
 
     Args:
@@ -257,16 +241,17 @@ class PC15kDataset(Dataset):
             (``"chair"``), a synset id (``"03001627"``), or a list mixing them. Names resolve
             through ``<root>/synsetoffset2category.txt`` when present, then through
             :data:`SHAPENET_SYNSETS` / :data:`SHAPENET_ALIASES`; case-insensitive.
-        split: ``"train"``, ``"val"`` or ``"test"``.
-        n_points: points per item, drawn without replacement.
-        sampling: ``"random"`` (fresh draw every call, torch global RNG) or ``"fixed"``
-            (same draw per index, seeded by ``(seed, index)``).
+        split: ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (the files of every split).
+        n_points: points per item, drawn without replacement (with replacement for ``"treegan"``).
+        sampling: ``"random"`` (fresh draw every call, torch global RNG), ``"fixed"``
+            (same draw per index, seeded by ``(seed, index)``) or ``"treegan"`` (one fixed set
+            per shape, with replacement; see :mod:`pc3d.data.base`).
         normalize: ``"none"``, ``"unit_sphere"``, ``"unit_bbox"`` or ``"global"`` (see the
             module docstring for the exact definitions).
         global_stats: for ``"global"``: ``{"mean": 3 values, "std": scalar}`` from
             :func:`compute_global_stats` on the train split; pass the train statistics to
             val/test so every split shares them. ``None`` computes them from the train
-            split of the same root and categories.
+            split of the same root and categories (from this set itself for ``split="all"``).
         pointflow_split: train samples from rows ``[0, 10000)``, val/test from rows
             ``[10000, P)`` (PointFlow); ``False`` samples from all rows.
         in_memory: load (and validate) every file once at construction; otherwise files are
@@ -274,6 +259,8 @@ class PC15kDataset(Dataset):
         seed: seed of the ``"fixed"`` sampling.
         transform: optional callable ``(n_points, 3) tensor -> (n_points, 3) tensor``
             applied after normalization (e.g. :class:`pc3d.data.transforms.RandomRotateY`).
+        skip_bad: check every file at construction; bad ones are dropped and listed in
+            :attr:`bad_files` instead of raising.
 
     Attributes:
         synsets: selected synset ids, sorted; ``label = synsets.index(synset)``.
@@ -282,6 +269,7 @@ class PC15kDataset(Dataset):
         counts: ``{synset: number of files}`` in this split.
         files: the ``.npy`` paths, grouped by synset then sorted by model id.
         global_stats: the plain-dict statistics used by ``"global"`` (else ``None``).
+        bad_files: ``"<path>: <problem>"`` of every file dropped by ``skip_bad``.
 
     Errors: ``FileNotFoundError`` for a missing root; ``ValueError`` (message naming the
     full path and the problem) for a root without ``<synset>/<split>`` dirs, unmatched
@@ -289,6 +277,8 @@ class PC15kDataset(Dataset):
     ``.npy``, a wrong shape, too few rows, NaN/inf coordinates, or an incomplete built-in
     set.
     """
+
+    layout = "pc15k"
 
     def __init__(
         self,
@@ -303,24 +293,13 @@ class PC15kDataset(Dataset):
         in_memory: bool = False,
         seed: int = 0,
         transform=None,
+        skip_bad: bool = False,
     ):
-        super().__init__()
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if sampling not in SAMPLINGS:
-            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-        if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1:
-            raise ValueError(f"n_points must be a positive int, got {n_points!r}")
-        if pointflow_split and split == "train" and n_points > POINTFLOW_TRAIN_ROWS:
+        Dataset.__init__(self)
+        check_dataset_args(split, sampling, normalize, n_points, seed, global_stats)
+        if pointflow_split and split in ("train", "all") and n_points > POINTFLOW_TRAIN_ROWS:
             raise ValueError(f"n_points={n_points} exceeds the {POINTFLOW_TRAIN_ROWS} train rows of pointflow_split")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-        if global_stats is not None and normalize != "global":
-            raise ValueError(f"global_stats is only used with normalize='global', got normalize={normalize!r}")
-
-        self.root = Path(root).expanduser().absolute()
+        self.root = Path(root).expanduser()
         self.split = split
         self.n_points = n_points
         self.sampling = sampling
@@ -329,6 +308,10 @@ class PC15kDataset(Dataset):
         self.in_memory = bool(in_memory)
         self.seed = seed
         self.transform = transform
+        self.skip_bad = bool(skip_bad)
+        self.few_points = "error"  # PC15k files all have 15,000 rows
+        self.bad_files: list[str] = []
+        self._init_caches()
 
         _check_root(self.root)
         self._name_map = self._read_name_map()
@@ -339,63 +322,54 @@ class PC15kDataset(Dataset):
         self.label_of = {s: i for i, s in enumerate(self.synsets)}
         self.names = [self._name_of(s) for s in self.synsets]
 
-        self.files: list[Path] = []
-        self._labels: list[int] = []
-        self.counts: dict[str, int] = {}
+        items: list[tuple[str, str, Path]] = []
         for synset in self.synsets:
-            split_dir = self.root / synset / split
-            found = sorted(p for p in split_dir.iterdir() if p.suffix == ".npy" and p.is_file())
+            dirs = [self.root / synset / s for s in (SPLITS if split == "all" else (split,))]
+            found = sorted(
+                (p for d in dirs if d.is_dir() for p in d.iterdir() if p.suffix == ".npy" and p.is_file()),
+                key=lambda p: (p.stem, str(p)),
+            )
             if not found:
+                where = self.root / synset / split if split != "all" else self.root / synset
                 raise ValueError(
-                    f"{split_dir}: no .npy files (category {self._name_of(synset)!r}, split {split!r} is empty)"
+                    f"{where}: no .npy files (category {self._name_of(synset)!r}, split {split!r} is empty)"
                 )
-            self.files.extend(found)
-            self._labels.extend([self.label_of[synset]] * len(found))
-            self.counts[synset] = len(found)
-        self.model_ids = [p.stem for p in self.files]
-        self.synset_of_item = [p.parent.parent.name for p in self.files]
+            items.extend((synset, p.stem, p) for p in found)
+        self._set_items(items)
 
-        # Per-process caches (rebuilt in each DataLoader worker): files already checked for
-        # NaN/inf, and per-shape (shift, scale).
-        self._checked: set[int] = set()
-        self._shape_stats: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._loaded = None
+        if self.in_memory or self.skip_bad:
+            self._load_all()
+            if self.skip_bad and not self.in_memory:
+                self._checked = set(range(len(self.files)))
+        empty = [s for s in self.synsets if not self.counts[s]]
+        if empty:
+            raise ValueError(
+                f"{self.root}: every file of categories {empty} in split {split!r} is bad: {self.bad_files}"
+            )
 
         self.global_stats: dict[str, Any] | None = None
         self._global_shift = self._global_scale = None
         if normalize == "global":
             if global_stats is None:
-                global_stats = compute_global_stats(self.root, self.synsets, split="train")
+                if split == "all":
+                    global_stats = compute_global_stats(self)
+                else:
+                    train = PC15kDataset(self.root, self.synsets, split="train", n_points=1, skip_bad=self.skip_bad)
+                    global_stats = compute_global_stats(train)
             self.set_global_stats(global_stats)
 
-        self._arrays: list[np.ndarray] | None = None
-        if self.in_memory:
-            arrays = []
-            for i, path in enumerate(self.files):
-                arr = load_cloud(path, mmap=False)
-                self._check_array(path, arr)
-                self._check_finite(path, arr)
-                self._checked.add(i)
-                arrays.append(arr)
-            self._arrays = arrays
-
     # ------------------------------------------------------------------ names / categories
-    def _read_name_map(self) -> dict[str, str]:
-        path = self.root / NAME_MAP_FILE
-        return read_name_map(path) if path.is_file() else {}
-
-    def _name_of(self, synset: str) -> str:
-        for name, s in self._name_map.items():
-            if s == synset:
-                return name
-        return SHAPENET_SYNSETS.get(synset, synset)
-
-    def _describe_available(self, synsets: Iterable[str]) -> str:
-        return ", ".join(f"{s} ({self._name_of(s)})" if self._name_of(s) != s else s for s in synsets) or "none"
+    def _where(self, synset: str) -> Path:
+        return self.root / synset
 
     def _resolve_categories(self, categories: str | Sequence[str]) -> list[str]:
         dirs = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        with_split = [d for d in dirs if (self.root / d / self.split).is_dir()]
         any_split = [d for d in dirs if any((self.root / d / s).is_dir() for s in SPLITS)]
+        if self.split == "all":
+            with_split = any_split
+        else:
+            with_split = [d for d in dirs if (self.root / d / self.split).is_dir()]
         if not any_split:
             hint = ""
             if (self.root / "ShapeNetCore.v2.PC15k").is_dir():
@@ -406,205 +380,62 @@ class PC15kDataset(Dataset):
                 f"{self.root}: no category has a {self.split!r} split (categories with other splits: "
                 f"{self._describe_available(any_split)})"
             )
-        if isinstance(categories, str):
-            if categories.strip().lower() == "all":
-                return with_split
-            categories = [categories]
-        categories = list(categories)
-        if not categories:
-            raise ValueError("categories is empty; pass 'all', a name, a synset id or a list of them")
-
-        resolved: list[str] = []
-        unmatched: list[str] = []
-        for cat in categories:
-            if not isinstance(cat, str):
-                raise ValueError(f"categories must be strings, got {cat!r}")
-            key = cat.strip()
-            if key in dirs:
-                synset = key
-            elif _norm_name(key) in self._name_map:
-                synset = self._name_map[_norm_name(key)]
-            elif _norm_name(key) in _SHAPENET_NAME_TO_SYNSET:
-                synset = _SHAPENET_NAME_TO_SYNSET[_norm_name(key)]
-            elif key in SHAPENET_SYNSETS:
-                synset = key
-            else:
-                unmatched.append(cat)
-                continue
-            if synset not in with_split:
-                if synset in dirs:
-                    problem = f"{self.root / synset}: category {cat!r} (synset {synset}) has no {self.split!r} split"
-                else:
-                    problem = f"{self.root}: category {cat!r} (synset {synset}) is not in this root"
-                raise ValueError(f"{problem}; available for {self.split!r}: {self._describe_available(with_split)}")
-            if synset not in resolved:
-                resolved.append(synset)
-        if unmatched:
-            raise ValueError(
-                f"{self.root}: no category matched {unmatched}; available for {self.split!r}: "
-                f"{self._describe_available(with_split)}"
-            )
-        return sorted(resolved)
+        return self._match_categories(categories, known=dirs, available=with_split)
 
     # ------------------------------------------------------------------ checks
     def _row_range(self, n_rows: int) -> tuple[int, int]:
         if not self.pointflow_split:
             return 0, n_rows
-        if self.split == "train":
+        if self.split in ("train", "all"):
             return 0, POINTFLOW_TRAIN_ROWS
         return POINTFLOW_TRAIN_ROWS, n_rows
 
     def _check_array(self, path: Path, arr: np.ndarray) -> None:
+        if not self.pointflow_split:
+            return super()._check_array(path, arr)
         if arr.ndim != 2 or arr.shape[1] != 3:
             raise ValueError(f"{path}: expected a {_EXPECTED}, got shape {arr.shape}")
         if arr.dtype.kind not in "fiu":
             raise ValueError(f"{path}: expected a {_EXPECTED}, got dtype {arr.dtype}")
         n_rows = arr.shape[0]
-        if self.pointflow_split:
-            if n_rows < POINTFLOW_TRAIN_ROWS:
-                raise ValueError(
-                    f"{path}: pointflow_split needs at least {POINTFLOW_TRAIN_ROWS} rows, got shape {arr.shape}"
-                )
-            lo, hi = self._row_range(n_rows)
-            if hi - lo < self.n_points:
-                raise ValueError(
-                    f"{path}: pointflow_split {self.split!r} rows [{lo}, {hi}) hold {hi - lo} points, fewer "
-                    f"than n_points={self.n_points} (shape {arr.shape})"
-                )
-        elif n_rows < self.n_points:
+        if n_rows < POINTFLOW_TRAIN_ROWS:
             raise ValueError(
-                f"{path}: expected a {_EXPECTED} with P >= n_points={self.n_points}, got shape {arr.shape}"
+                f"{path}: pointflow_split needs at least {POINTFLOW_TRAIN_ROWS} rows, got shape {arr.shape}"
+            )
+        lo, hi = self._row_range(n_rows)
+        if hi - lo < self.n_points:
+            raise ValueError(
+                f"{path}: pointflow_split {self.split!r} rows [{lo}, {hi}) hold {hi - lo} points, fewer "
+                f"than n_points={self.n_points} (shape {arr.shape})"
             )
 
-    @staticmethod
-    def _check_finite(path: Path, arr: np.ndarray) -> None:
-        if arr.dtype.kind != "f":
-            return
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad_rows = np.flatnonzero(~finite.all(axis=1))
-            raise ValueError(
-                f"{path}: {int((~finite).sum())} non-finite coordinates (NaN or inf) in {bad_rows.size} rows, "
-                f"first at row {int(bad_rows[0])}"
-            )
+    def _read(self, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return load_cloud(path, mmap=False), {}
 
-    def _array(self, index: int) -> np.ndarray:
-        """The (checked) array of item ``index``: in memory, or memory-mapped."""
-        if self._arrays is not None:
-            return self._arrays[index]
+    def _cloud(self, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The checked array of item ``index`` (in memory, or memory-mapped) and no extras."""
+        if self._loaded is not None:
+            return self._loaded[index]
         path = self.files[index]
         arr = load_cloud(path, mmap=True)
         self._check_array(path, arr)
         if index not in self._checked:
             self._check_finite(path, arr)
             self._checked.add(index)
-        return arr
+        return arr, {}
 
-    def validate(self, raise_on_error: bool = True) -> list[str]:
-        """Check every file (readable, ``(P, 3)``, enough rows, finite).
+    def _array(self, index: int) -> np.ndarray:
+        """The (checked) array of item ``index``: in memory, or memory-mapped."""
+        return self._cloud(index)[0]
 
-        Returns the list of problems (``"<path>: <problem>"``); with ``raise_on_error`` a
-        non-empty list raises one ``ValueError`` listing them (the first 20 in full).
-        """
-        problems = []
-        for i, path in enumerate(self.files):
-            try:
-                arr = self._arrays[i] if self._arrays is not None else load_cloud(path, mmap=True)
-                self._check_array(path, arr)
-                self._check_finite(path, arr)
-            except ValueError as exc:
-                problems.append(str(exc))
-            else:
-                self._checked.add(i)
-        if problems and raise_on_error:
-            shown = "\n  ".join(problems[:20])
-            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise ValueError(f"{len(problems)} of {len(self.files)} files in {self.root} are invalid:\n  {shown}{more}")
-        return problems
-
-    def variant(self, *, sampling: str | None = None, transform=..., seed: int | None = None) -> PC15kDataset:
-        """A shallow copy with another ``sampling``/``transform``/``seed``, sharing the file
-        list, the statistics and (with ``in_memory``) the loaded arrays."""
-        other = copy.copy(self)
-        if sampling is not None:
-            if sampling not in SAMPLINGS:
-                raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-            other.sampling = sampling
-        if transform is not ...:
-            other.transform = transform
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-                raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-            other.seed = seed
-        other._checked = set(self._checked)
-        other._shape_stats = dict(self._shape_stats)
-        return other
-
-    # ------------------------------------------------------------------ normalization
-    def set_global_stats(self, stats: Mapping[str, Any]) -> None:
-        """Use ``stats`` (``{"mean": 3 values, "std": scalar}``) for ``normalize="global"``."""
-        if self.normalize != "global":
-            raise ValueError(f"global stats are only used with normalize='global', not {self.normalize!r}")
-        self._global_shift, self._global_scale, self.global_stats = _parse_global_stats(stats)
-
-    def _shift_scale(self, index: int, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self.normalize == "none":
-            return np.zeros((1, 3), np.float32), np.ones((1, 1), np.float32)
-        if self.normalize == "global":
-            return self._global_shift, self._global_scale
-        cached = self._shape_stats.get(index)
-        if cached is None:
-            full = np.asarray(arr, dtype=np.float64)
-            fn = unit_sphere_stats if self.normalize == "unit_sphere" else unit_bbox_stats
-            shift, scale = fn(full)
-            cached = (shift.astype(np.float32), scale.astype(np.float32))
-            self._shape_stats[index] = cached
-        return cached
-
-    # ------------------------------------------------------------------ items
-    def _sample_rows(self, index: int, n_rows: int) -> np.ndarray:
-        lo, hi = self._row_range(n_rows)
-        if self.sampling == "random":
-            rows = torch.randperm(hi - lo)[: self.n_points].numpy()
-        else:
-            rng = np.random.default_rng((self.seed, index))
-            rows = rng.choice(hi - lo, size=self.n_points, replace=False)
-        return rows + lo
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = operator.index(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
-        arr = self._array(index)
-        rows = self._sample_rows(index, arr.shape[0])
-        raw = np.asarray(arr[rows], dtype=np.float64)
-        shift, scale = self._shift_scale(index, arr)
-        points = ((raw - shift.astype(np.float64)) / scale.astype(np.float64)).astype(np.float32)
-        points_t = torch.from_numpy(points)
-        if self.transform is not None:
-            points_t = self.transform(points_t)
-        return {
-            "points": points_t,
-            "category": torch.tensor(self._labels[index], dtype=torch.int64),
-            "synset": self.synset_of_item[index],
-            "model_id": self.model_ids[index],
-            "index": index,
-            "shift": torch.from_numpy(shift.copy()),
-            "scale": torch.from_numpy(scale.copy()),
-        }
+    def _validate_one(self, index: int) -> None:
+        path = self.files[index]
+        arr = self._loaded[index][0] if self._loaded is not None else load_cloud(path, mmap=True)
+        self._check_array(path, arr)
+        self._check_finite(path, arr)
 
     def __repr__(self) -> str:
-        cats = ", ".join(f"{n}={self.counts[s]}" for s, n in zip(self.synsets, self.names, strict=True))
-        return (
-            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, n_items={len(self)}, "
-            f"n_points={self.n_points}, sampling={self.sampling!r}, normalize={self.normalize!r}, "
-            f"pointflow_split={self.pointflow_split}, categories=[{cats}])"
-        )
+        return f"{super().__repr__()[:-1]}, pointflow_split={self.pointflow_split})"
 
 
 def _incomplete_builtin(parent: Path, why: str) -> ValueError:
@@ -645,7 +476,7 @@ def _check_root(root: Path) -> None:
 
 
 def compute_global_stats(
-    root: str | Path | PC15kDataset,
+    root: str | Path | PointCloudSet,
     categories: str | Sequence[str] = "all",
     split: str = "train",
 ) -> dict[str, Any]:
@@ -658,7 +489,8 @@ def compute_global_stats(
     matches the naive numpy computation to float64 rounding without holding all files.
 
     Args:
-        root: a PC15k root, or a :class:`PC15kDataset` whose files are used as they are
+        root: a PC15k root, or a data set (:class:`PC15kDataset` or any other
+            :class:`~pc3d.data.base.PointCloudSet`) whose files are used as they are
             (``categories``/``split`` are then ignored).
         categories, split: as in :class:`PC15kDataset`.
 
@@ -666,37 +498,8 @@ def compute_global_stats(
         ``{"mean": [mx, my, mz], "std": s, "n_shapes": int, "n_points": int}`` (plain
         types, so it can go into a checkpoint).
     """
-    if isinstance(root, PC15kDataset):
-        files = root.files
-    else:
-        files = PC15kDataset(root, categories=categories, split=split, n_points=1).files
-    axis_sum = np.zeros(3, dtype=np.float64)
-    count = 0  # coordinates
-    mean = 0.0
-    m2 = 0.0
-    n_points = 0
-    for path in files:
-        arr = load_cloud(path, mmap=True)
-        if arr.ndim != 2 or arr.shape[1] != 3 or arr.dtype.kind not in "fiu" or arr.shape[0] == 0:
-            raise ValueError(f"{path}: expected a {_EXPECTED}, got shape {arr.shape} and dtype {arr.dtype}")
-        x = np.asarray(arr, dtype=np.float64)
-        PC15kDataset._check_finite(path, x)
-        n_points += x.shape[0]
-        axis_sum += x.sum(axis=0)
-        n_i = x.size
-        mean_i = float(x.mean())
-        m2_i = float(((x - mean_i) ** 2).sum())
-        total = count + n_i
-        delta = mean_i - mean
-        mean += delta * n_i / total
-        m2 += m2_i + delta * delta * count * n_i / total
-        count = total
-    if count == 0:
-        raise ValueError("compute_global_stats: no files selected")
-    std = math.sqrt(m2 / count)
-    return {
-        "mean": [float(v) for v in axis_sum / n_points],
-        "std": std,
-        "n_shapes": len(files),
-        "n_points": n_points,
-    }
+    if not isinstance(root, PointCloudSet):
+        root = PC15kDataset(root, categories=categories, split=split, n_points=1)
+    if isinstance(root, PC15kDataset) and root._loaded is None:
+        return compute_set_stats((path, load_cloud(path, mmap=True)) for path in root.files)
+    return compute_set_stats(root._iter_arrays())
