@@ -45,6 +45,7 @@ from pc3d.io import atomic_write
 
 __all__ = [
     "FPD",
+    "FPDScorer",
     "FeatureStats",
     "compute_features",
     "feature_statistics",
@@ -151,8 +152,13 @@ def save_statistics(path: str | os.PathLike, stats: FeatureStats) -> Path:
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n),
-                     meta=np.array(json.dumps(stats.meta, default=str)))
+            np.savez(
+                fh,
+                mu=stats.mu,
+                sigma=stats.sigma,
+                n=np.int64(stats.n),
+                meta=np.array(json.dumps(stats.meta, default=str)),
+            )
 
     return atomic_write(path, write)
 
@@ -280,6 +286,162 @@ def load_classifier(path: str | os.PathLike, *, k: int = 16, map_location: str |
     return net.eval()
 
 
+# ----------------------------------------------------------------------------- training hook
+
+_SCORER_NORMALIZATIONS = ("none", "unit_sphere", "unit_bbox", "global")
+
+
+class FPDScorer:
+    """FPD of generated clouds against fixed reference statistics, as a callable (training hook).
+
+    Built from files (Hydra-friendly), e.g. ``model.fpd`` of :class:`pc3d.models.TreeGAN`::
+
+        fpd:
+          classifier_ckpt: outputs/fpd/pointnet_cls_synthetic.ckpt   # load_classifier()
+          stats: outputs/fpd/chair_train_512.npz                      # save_statistics()
+          n_points: 512
+
+    Frame: ``__call__`` takes clouds in the **data's stored coordinates** (the frame the
+    reference statistics were computed in by ``pc3d-eval task=fpd_stats``, before the
+    classifier's ``normalize``); :class:`~pc3d.models.TreeGAN` de-normalizes its samples
+    first when its data module uses ``normalize="global"``. ``normalize`` is then applied per
+    call, exactly like ``pc3d-eval``'s ``fpd.normalize``: ``"none"``, ``"unit_sphere"`` /
+    ``"unit_bbox"`` (per cloud), or ``"global"`` with ``global_stats``
+    (``{"mean": [3], "std": s}``: ``(x - mean) / std``, for a classifier trained on globally
+    normalized data).
+
+    Point count: PointNet's max-pooled features depend on ``N``, so the generated clouds
+    should have as many points as the clouds the statistics came from (``stats`` metadata
+    ``n_points``, written by ``pc3d-eval task=fpd_stats``). ``n_points`` subsamples every
+    cloud with more points to that many (without replacement, the same fixed-seed rows for
+    every call); fewer points raise ``ValueError``. A remaining mismatch with the metadata
+    raises too (``check_n_points=False`` turns that into a warning).
+
+    Args:
+        classifier_ckpt: ``pc3d-train`` classifier checkpoint or ``PointNetCls`` state_dict.
+        stats: ``.npz`` reference statistics, or a :class:`FeatureStats`.
+        n_points: subsample clouds to this many points (``None``: as given).
+        normalize: see above. global_stats: for ``normalize="global"``.
+        batch_size: clouds per forward pass. device: where the classifier runs (``None``: the
+            device of the clouds passed in). seed: of the subsampling rows.
+
+    Shapes: ``__call__(clouds (M, N, 3))`` with ``M >= 2`` -> float.
+    """
+
+    def __init__(
+        self,
+        classifier_ckpt: str | os.PathLike,
+        stats: str | os.PathLike | FeatureStats,
+        *,
+        n_points: int | None = None,
+        normalize: str = "none",
+        global_stats: Any = None,
+        batch_size: int = 100,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+        check_n_points: bool = True,
+    ) -> None:
+        if normalize not in _SCORER_NORMALIZATIONS:
+            raise ValueError(f"FPDScorer: normalize must be one of {_SCORER_NORMALIZATIONS}, got {normalize!r}")
+        if normalize == "global" and global_stats is None:
+            raise ValueError("FPDScorer: normalize='global' needs global_stats={'mean': [3 values], 'std': s}")
+        if n_points is not None and (isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1):
+            raise ValueError(f"FPDScorer: n_points must be a positive int or None, got {n_points!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"FPDScorer: batch_size must be >= 1, got {batch_size!r}")
+        path = Path(classifier_ckpt)
+        if not path.is_file():
+            raise FileNotFoundError(f"FPDScorer: classifier_ckpt not found: {path}")
+        if isinstance(stats, FeatureStats):
+            self.stats = stats
+            self.stats_path = None
+        else:
+            self.stats_path = Path(stats)
+            if not self.stats_path.is_file():
+                raise FileNotFoundError(f"FPDScorer: stats file not found: {self.stats_path}")
+            self.stats = load_statistics(self.stats_path)
+        self.classifier_ckpt = path
+        self.classifier = load_classifier(path)
+        self.n_points = n_points
+        self.normalize = normalize
+        self.global_stats = None
+        if global_stats is not None:
+            from pc3d.data.base import parse_global_stats
+
+            shift, scale, _ = parse_global_stats(global_stats)
+            self.global_stats = (torch.from_numpy(shift).reshape(1, 1, 3), torch.from_numpy(scale).reshape(1, 1, 1))
+        self.batch_size = int(batch_size)
+        self.device = None if device is None else torch.device(device)
+        self.seed = int(seed)
+        self.check_n_points = bool(check_n_points)
+        self._warned = False
+        meta = self.stats.meta if isinstance(self.stats.meta, dict) else {}
+        frame = [meta.get(k) for k in ("normalize_data", "normalize_fpd") if meta.get(k) not in (None, "none")]
+        if frame and frame[-1] != normalize:
+            import warnings
+
+            warnings.warn(
+                f"FPDScorer: the statistics ({self.stats_path}) were computed on clouds normalized with "
+                f"{' then '.join(frame)} (metadata normalize_data / normalize_fpd) but normalize={normalize!r}: "
+                "the features are then taken in another frame",
+                stacklevel=2,
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"FPDScorer(classifier_ckpt={str(self.classifier_ckpt)!r}, stats="
+            f"{str(self.stats_path) if self.stats_path else '<FeatureStats>'!r}, n_points={self.n_points}, "
+            f"normalize={self.normalize!r}, n_ref={self.stats.n})"
+        )
+
+    def prepare(self, clouds: Any) -> Tensor:
+        """Subsample and normalize as the classifier expects; ``(M, N, 3)`` -> ``(M, N', 3)`` float32."""
+        x = torch.as_tensor(clouds).detach().to(torch.float32)
+        if x.dim() != 3 or x.shape[-1] != 3 or x.shape[0] < 2:
+            raise ValueError(f"FPDScorer: clouds must have shape (M, N, 3) with M >= 2, got {tuple(x.shape)}")
+        n = x.shape[1]
+        if self.n_points is not None and n != self.n_points:
+            if n < self.n_points:
+                raise ValueError(f"FPDScorer: clouds have N={n} points, fewer than n_points={self.n_points}")
+            rows = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))[: self.n_points]
+            x = x[:, rows.to(x.device)]
+        expected = self.stats.meta.get("n_points") if isinstance(self.stats.meta, dict) else None
+        if expected is not None and int(expected) != x.shape[1]:
+            msg = (
+                f"FPDScorer: the reference statistics ({self.stats_path}) were computed on {int(expected)}-point "
+                f"clouds but the scored clouds have {x.shape[1]} points; set n_points or recompute the statistics "
+                f"(pc3d-eval task=fpd_stats +data.n_points={x.shape[1]})"
+            )
+            if self.check_n_points:
+                raise ValueError(msg)
+            if not self._warned:
+                import warnings
+
+                warnings.warn(msg, stacklevel=3)
+                self._warned = True
+        if self.normalize == "global":
+            shift, scale = self.global_stats
+            x = (x - shift.to(x.device)) / scale.to(x.device)
+        return x
+
+    def features(self, clouds: Any) -> Tensor:
+        """Classifier features of the prepared clouds: ``(M, N, 3)`` -> ``(M, D)`` float32 CPU."""
+        x = self.prepare(clouds)
+        device = self.device or x.device
+        self.classifier.to(device)
+        per_cloud = self.normalize if self.normalize in ("unit_sphere", "unit_bbox") else "none"
+        return compute_features(self.classifier, x, batch_size=self.batch_size, device=device, normalize=per_cloud)
+
+    def __call__(self, clouds: Any) -> float:
+        feats = self.features(clouds)
+        if feats.shape[1] != self.stats.mu.shape[0]:
+            raise ValueError(
+                f"FPDScorer: the classifier gives {feats.shape[1]}-d features but the statistics "
+                f"({self.stats_path}) are {self.stats.mu.shape[0]}-d: not from this classifier"
+            )
+        return frechet_distance_to_features(feats, self.stats.mu, self.stats.sigma)
+
+
 # ----------------------------------------------------------------------------- torchmetrics
 
 try:
@@ -306,8 +468,9 @@ if _Metric is not None:
         is_differentiable = False
         higher_is_better = False
 
-        def __init__(self, classifier: nn.Module, reference: FeatureStats | str | os.PathLike,
-                     *, normalize: str = "none") -> None:
+        def __init__(
+            self, classifier: nn.Module, reference: FeatureStats | str | os.PathLike, *, normalize: str = "none"
+        ) -> None:
             super().__init__()
             self.add_state("features", default=[], dist_reduce_fx="cat")
             object.__setattr__(self, "_classifier", classifier.eval())
@@ -317,8 +480,9 @@ if _Metric is not None:
         def update(self, samples: Tensor) -> None:
             dev = next(self._classifier.parameters()).device
             self.features.append(
-                compute_features(self._classifier, samples.detach(), device=dev, normalize=self.normalize)
-                .to(samples.device)
+                compute_features(self._classifier, samples.detach(), device=dev, normalize=self.normalize).to(
+                    samples.device
+                )
             )
 
         def compute(self) -> Tensor:

@@ -49,9 +49,17 @@ Normalization (``normalize``), applied to both sets before any metric
     reference set.
 
 Cost
-    CD on CPU: one KD-tree per cloud is built once, and every directional term
-    ``mean_i min_j |a_i - b_j|^2`` is computed once: the ``(S, R)`` matrix costs ``2 S R``
-    directional queries and a same-set ``(S, S)`` matrix ``S (S - 1)`` (symmetry reused).
+    CD on CPU (``backend="auto"`` picks ``"numba"`` when numba is installed): a compiled brute
+    force (:mod:`pc3d.metrics._chamfer_pairs`) gets BOTH directional terms of a pair from one
+    SIMD pass over its ``N x M`` squared distances, computed from coordinate differences in
+    the input precision (float32 clouds in float32, float64 in float64; means in float64); the
+    pairs of a matrix run on a thread pool, only ``i < j`` for same-set matrices. ~0.7 ms per
+    pair at ``N = M = 2048`` (float32, one core of the benchmark machine): the three matrices
+    of 100 vs 100 clouds (19,900 pairs) take ~7-14 s on 2 cores.
+    ``backend="kdtree"``: one KD-tree per cloud is built once, and every directional term
+    ``mean_i min_j |a_i - b_j|^2`` is computed once in float64: the ``(S, R)`` matrix costs
+    ``2 S R`` directional queries and a same-set ``(S, S)`` matrix ``S (S - 1)`` (symmetry
+    reused); ~2 us per query point between different shapes, ~8 ms per pair at 2048 points.
     On CUDA (or ``backend="torch"``) pairs are batched through ``chamfer_distance`` (and
     ``emd`` for EMD) ``batch_size`` pairs at a time, only ``i < j`` for same-set matrices.
     Memory is bounded by one batch of pairs (or one chunk of query points), never
@@ -93,7 +101,7 @@ NORMALIZATIONS = ("none", "unit_sphere", "unit_bbox", "global")
 #: Accepted cloud distances (``"jsd"`` may also appear in ``distances`` of
 #: :func:`evaluate_generation`, it is not a distance between two clouds).
 DISTANCES = ("cd", "emd")
-_BACKENDS = ("auto", "kdtree", "torch")
+_BACKENDS = ("auto", "numba", "kdtree", "torch")
 #: Query points per KD-tree call (bounds the memory of the CPU Chamfer path).
 _QUERY_CHUNK_POINTS = 1 << 18
 #: Bytes of cloud data gathered for one batch of pairs in the pairwise paths.
@@ -234,9 +242,37 @@ def _cd_matrix_kdtree(a: Tensor, b: Tensor | None) -> Tensor:
     return torch.from_numpy(d_ab + d_ba)
 
 
-def _pairwise(
-    a: Tensor, b: Tensor | None, fn: Any, batch_size: int | None, same_n: bool
-) -> Tensor:
+def _cd_matrix_numba(a: Tensor, b: Tensor | None) -> Tensor:
+    """Chamfer matrix on the CPU: both directions of each pair from one compiled brute-force pass."""
+    from pc3d.metrics._chamfer_pairs import chamfer_pair_terms
+    from pc3d.ops.knn import _get_pool
+
+    def as_np(t: Tensor) -> np.ndarray:
+        t = t.detach().cpu()
+        if t.dtype not in (torch.float32, torch.float64):
+            t = t.to(torch.float32)
+        return t.numpy()
+
+    an = as_np(a)
+    threads = _num_threads()
+    pool = _get_pool(threads) if threads > 1 else None
+    A = an.shape[0]
+    if b is None:
+        ii, jj = np.triu_indices(A, k=1)
+        d_ab, d_ba = chamfer_pair_terms(an, an, ii, jj, pool=pool, workers=threads)
+        mat = np.zeros((A, A), dtype=np.float64)
+        mat[ii, jj] = d_ab + d_ba
+        mat[jj, ii] = mat[ii, jj]
+        return torch.from_numpy(mat)
+    bn = as_np(b)
+    B = bn.shape[0]
+    ii = np.repeat(np.arange(A), B)
+    jj = np.tile(np.arange(B), A)
+    d_ab, d_ba = chamfer_pair_terms(an, bn, ii, jj, pool=pool, workers=threads)
+    return torch.from_numpy((d_ab + d_ba).reshape(A, B))
+
+
+def _pairwise(a: Tensor, b: Tensor | None, fn: Any, batch_size: int | None, same_n: bool) -> Tensor:
     """Evaluate ``fn(x_batch, y_batch) -> (P,)`` over all pairs (``i < j`` when ``b is None``)."""
     other = a if b is None else b
     if same_n and a.shape[1] != other.shape[1]:
@@ -288,8 +324,10 @@ def distance_matrix(
             (zero diagonal; each unordered pair computed once).
         batch_size: pairs per batch in the pairwise paths (CUDA Chamfer, EMD); ``None`` picks
             a batch of ~32 MiB of gathered clouds (at most 512 pairs).
-        backend: CD only: ``"auto"`` (KD-trees for CPU tensors, batched ``chamfer_distance``
-            on the tensors' device otherwise), ``"kdtree"`` or ``"torch"``.
+        backend: CD only: ``"auto"`` (CPU tensors: ``"numba"`` when numba is installed, else
+            ``"kdtree"``; batched ``chamfer_distance`` on the tensors' device otherwise),
+            ``"numba"`` (compiled brute force, both directions per pass, input precision),
+            ``"kdtree"`` (scipy KD-trees, float64) or ``"torch"``.
         emd_method: EMD only, passed to ``pc3d.ops.emd``.
 
     Returns:
@@ -312,7 +350,14 @@ def distance_matrix(
     if distance == "cd":
         which = backend
         if which == "auto":
-            which = "kdtree" if a.device.type == "cpu" else "torch"
+            if a.device.type != "cpu":
+                which = "torch"
+            else:
+                from pc3d.metrics._chamfer_pairs import have_numba
+
+                which = "numba" if have_numba() else "kdtree"
+        if which == "numba":
+            return _cd_matrix_numba(a, b)
         if which == "kdtree":
             return _cd_matrix_kdtree(a, b)
         from pc3d.ops import chamfer_distance
@@ -417,9 +462,7 @@ def occupancy_counts(clouds: Any, *, resolution: int = 28, in_sphere: bool = Tru
     pts = _as_clouds(clouds, "clouds").cpu().to(torch.float64).reshape(-1, 3).numpy()
     grid = _grid_centres(int(resolution), in_sphere)
     bound = 0.5 + 1e-6
-    outside = int(
-        (np.linalg.norm(pts, axis=1) > bound).sum() if in_sphere else (np.abs(pts) > bound).any(axis=1).sum()
-    )
+    outside = int((np.linalg.norm(pts, axis=1) > bound).sum() if in_sphere else (np.abs(pts) > bound).any(axis=1).sum())
     if outside:
         where = "the sphere of radius 0.5" if in_sphere else "[-0.5, 0.5]^3"
         warnings.warn(

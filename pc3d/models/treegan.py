@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,9 @@ def gradient_penalty(
         returns: scalar
     """
     if real.shape != fake.shape or real.dim() != 3:
-        raise ValueError(f"gradient_penalty: real and fake must both be (B, N, 3), got {tuple(real.shape)} "
-                         f"and {tuple(fake.shape)}")
+        raise ValueError(
+            f"gradient_penalty: real and fake must both be (B, N, 3), got {tuple(real.shape)} and {tuple(fake.shape)}"
+        )
     b = real.shape[0]
     if alpha is None:
         alpha = torch.rand(b, 1, 1, device=real.device, dtype=real.dtype)
@@ -77,15 +78,18 @@ def load_generator_weights(generator: nn.Module, ckpt_path: str | os.PathLike, p
     own = generator.state_dict()
     candidates = [prefix] if prefix is not None else ["generator.", "decoder.", ""]
     for p in candidates:
-        sub = {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
+        sub = {k[len(p) :]: v for k, v in state.items() if k.startswith(p)}
         if sub and (prefix is not None or p or set(sub) == set(own)):
             break
     else:
         raise ValueError(f"warm start: {path} has no weights under {candidates} (first keys: {list(state)[:5]})")
     missing = sorted(set(own) - set(sub))
     unexpected = sorted(set(sub) - set(own))
-    mismatched = [f"{k}: checkpoint {tuple(sub[k].shape)} vs generator {tuple(own[k].shape)}"
-                  for k in own if k in sub and sub[k].shape != own[k].shape]
+    mismatched = [
+        f"{k}: checkpoint {tuple(sub[k].shape)} vs generator {tuple(own[k].shape)}"
+        for k in own
+        if k in sub and sub[k].shape != own[k].shape
+    ]
     if missing or unexpected or mismatched:
         raise ValueError(
             f"warm start: the weights under {p!r} in {path} do not fit the generator "
@@ -95,6 +99,24 @@ def load_generator_weights(generator: nn.Module, ckpt_path: str | os.PathLike, p
         )
     generator.load_state_dict(sub, strict=True)
     return p
+
+
+def _fpd_spec(fpd: Any) -> Callable[[torch.Tensor], float] | dict | None:
+    """Check ``fpd``: ``None``, a callable, or a mapping of :class:`pc3d.metrics.fpd.FPDScorer` arguments
+    (returned as a plain dict; no file is read here)."""
+    if fpd is None or callable(fpd):
+        return fpd
+    if type(fpd).__name__ == "DictConfig":
+        from omegaconf import OmegaConf
+
+        fpd = OmegaConf.to_container(fpd, resolve=True)
+    if not isinstance(fpd, Mapping):
+        raise TypeError(f"TreeGAN: fpd must be None, a callable clouds -> float or a mapping, got {type(fpd).__name__}")
+    kwargs = dict(fpd)
+    missing = [k for k in ("classifier_ckpt", "stats") if not kwargs.get(k)]
+    if missing:
+        raise ValueError(f"TreeGAN: model.fpd needs {missing} (FPDScorer arguments), got keys {sorted(kwargs)}")
+    return kwargs
 
 
 class TreeGAN(L.LightningModule):
@@ -127,12 +149,24 @@ class TreeGAN(L.LightningModule):
     Validation: the first ``eval_samples`` validation clouds (in loader order; gathered over
     ranks) are the references ``R``; every ``eval_every_n_epochs`` epochs, ``|R|`` clouds are
     generated with the fixed seed ``eval_seed`` and scored with
-    ``pc3d.metrics.generative.evaluate_generation`` (Chamfer, in the data's normalised units, no
-    extra normalisation): ``val/mmd_cd``, ``val/cov_cd``, ``val/1nna_cd``. Without that module
-    the metrics are skipped with a warning. ``val/wasserstein`` (critic estimate on the same
-    sets) is always logged, and ``val/fpd`` when an ``fpd`` callable is given
-    (``(M, N, 3) -> float``, e.g. a Frechet Point Distance against precomputed statistics of
-    the real class). When a checkpoint monitors one of these keys, keep
+    ``pc3d.metrics.generative.evaluate_generation`` (Chamfer, no extra normalisation):
+    ``val/mmd_cd``, ``val/cov_cd``, ``val/1nna_cd``. Without that module the metrics are
+    skipped with a warning. ``val/wasserstein`` (critic estimate on the same sets) is always
+    logged, and ``val/fpd`` when ``fpd`` is given: a callable ``(M, N, 3) -> float`` or a
+    mapping of :class:`pc3d.metrics.fpd.FPDScorer` arguments (``classifier_ckpt``, ``stats``,
+    ``n_points``, ``normalize`` ...), e.g. the Frechet Point Distance against precomputed
+    statistics of the real class.
+
+    Frames: the references come out of the validation loader, i.e. already normalised by the
+    data module (``data.normalize``: none | unit_sphere | unit_bbox | global), and the
+    generator learns those same normalised clouds, so samples and references are scored in
+    the data module's **normalised units** (MMD-CD in squared normalised units; with
+    ``global``, one shift and one scale for every cloud). The FPD classifier needs clouds in
+    its own training frame, so ``fpd`` receives the samples mapped back to the data's stored
+    coordinates (:meth:`to_data_frame`: ``x * std + mean`` with the data module's global
+    statistics when ``data.normalize == "global"``, unchanged otherwise; a per-cloud
+    normalisation cannot be undone, so there the statistics and the scorer's ``normalize``
+    must use the same per-cloud normalisation). When a checkpoint monitors one of these keys, keep
     ``eval_every_n_epochs=1`` and set the cadence with ``trainer.check_val_every_n_epoch``.
     Samples from the fixed noise buffer ``fixed_noise`` (``n_fixed_samples`` latents, saved in
     checkpoints) are written by the :class:`SaveGeneratedSamples` callback.
@@ -166,16 +200,20 @@ class TreeGAN(L.LightningModule):
         sample_batch_size: int = 100,
         warm_start: str | None = None,
         warm_start_prefix: str | None = None,
-        fpd: Callable[[torch.Tensor], float] | None = None,
+        fpd: Callable[[torch.Tensor], float] | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         gen_dim = getattr(generator, "latent_dim", latent_dim)
         if gen_dim != latent_dim:
             raise ValueError(f"TreeGAN: latent_dim={latent_dim} but generator.latent_dim={gen_dim}")
-        for name, value, low in (("n_critic", n_critic, 1), ("n_fixed_samples", n_fixed_samples, 0),
-                                 ("eval_samples", eval_samples, 0), ("eval_every_n_epochs", eval_every_n_epochs, 1),
-                                 ("sample_batch_size", sample_batch_size, 1)):
+        for name, value, low in (
+            ("n_critic", n_critic, 1),
+            ("n_fixed_samples", n_fixed_samples, 0),
+            ("eval_samples", eval_samples, 0),
+            ("eval_every_n_epochs", eval_every_n_epochs, 1),
+            ("sample_batch_size", sample_batch_size, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"TreeGAN: {name} must be an int >= {low}, got {value!r}")
         if gp_lambda < 0:
@@ -194,7 +232,10 @@ class TreeGAN(L.LightningModule):
         self.sample_batch_size = int(sample_batch_size)
         self.warm_start = None if warm_start is None else str(warm_start)
         self.warm_start_prefix = warm_start_prefix
-        self.fpd = fpd
+        # a mapping is turned into an FPDScorer (which reads the classifier and statistics files) at
+        # setup / first evaluation, so that loading a checkpoint for sampling never needs those files
+        self._fpd_spec = _fpd_spec(fpd)
+        self.fpd = self._fpd_spec if callable(self._fpd_spec) else None
         noise = torch.randn(n_fixed_samples, self.latent_dim, generator=torch.Generator().manual_seed(fixed_noise_seed))
         self.register_buffer("fixed_noise", noise)
         self.save_hyperparameters(ignore=["generator", "critic", "optimizer_g", "optimizer_d", "fpd"])
@@ -226,7 +267,7 @@ class TreeGAN(L.LightningModule):
         self.generator.eval()
         try:
             with torch.no_grad():
-                chunks = [self.generator(z[i:i + batch_size].to(self.device)) for i in range(0, len(z), batch_size)]
+                chunks = [self.generator(z[i : i + batch_size].to(self.device)) for i in range(0, len(z), batch_size)]
         finally:
             self.generator.train(was_training)
         if not chunks:
@@ -248,7 +289,16 @@ class TreeGAN(L.LightningModule):
         return media
 
     # ------------------------------------------------------------------ training
+    def build_fpd(self) -> Callable[[torch.Tensor], float] | None:
+        """The FPD callable, building the :class:`~pc3d.metrics.fpd.FPDScorer` from a mapping on first use."""
+        if self.fpd is None and isinstance(self._fpd_spec, dict):
+            from pc3d.metrics.fpd import FPDScorer
+
+            self.fpd = FPDScorer(**self._fpd_spec)
+        return self.fpd
+
     def setup(self, stage: str) -> None:
+        self.build_fpd()  # fail early on a wrong model.fpd path
         trainer = self._trainer
         resuming = trainer is not None and bool(trainer.ckpt_path)
         if stage == "fit" and self.warm_start and not resuming:
@@ -294,8 +344,12 @@ class TreeGAN(L.LightningModule):
         self._step(opt_g)
         self.untoggle_optimizer(opt_g)
 
-        logs = {"train/d_loss": torch.stack(d_losses).mean(), "train/gp": torch.stack(gps).mean(),
-                "train/wasserstein": torch.stack(wds).mean(), "train/g_loss": g_loss.detach()}
+        logs = {
+            "train/d_loss": torch.stack(d_losses).mean(),
+            "train/gp": torch.stack(gps).mean(),
+            "train/wasserstein": torch.stack(wds).mean(),
+            "train/g_loss": g_loss.detach(),
+        }
         self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=b)
 
     # ------------------------------------------------------------------ validation / test
@@ -347,13 +401,38 @@ class TreeGAN(L.LightningModule):
     @torch.no_grad()
     def _critic_mean(self, clouds: torch.Tensor) -> torch.Tensor:
         bs = self.sample_batch_size
-        return torch.cat([self.critic(clouds[i:i + bs]).flatten() for i in range(0, len(clouds), bs)]).mean()
+        return torch.cat([self.critic(clouds[i : i + bs]).flatten() for i in range(0, len(clouds), bs)]).mean()
+
+    def _data_global_stats(self) -> dict | None:
+        trainer = self._trainer
+        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if dm is not None and getattr(dm, "normalize", None) == "global":
+            stats = getattr(dm, "global_stats", None)
+            if stats is None:
+                raise RuntimeError("TreeGAN: the data module normalizes with 'global' but has no global_stats yet")
+            return stats
+        return None
+
+    def to_data_frame(self, clouds: torch.Tensor) -> torch.Tensor:
+        """Clouds in the data module's normalised units -> the data's stored coordinates.
+
+        ``x * std + mean`` when the attached data module uses ``normalize="global"`` (its
+        ``global_stats``), the clouds unchanged otherwise (no data module, ``none``, or a
+        per-cloud normalisation, which cannot be undone). Shapes: (M, N, 3) -> (M, N, 3).
+        """
+        stats = self._data_global_stats()
+        if stats is None:
+            return clouds
+        mean = torch.as_tensor(stats["mean"], dtype=clouds.dtype, device=clouds.device).reshape(1, 1, 3)
+        return clouds * float(stats["std"]) + mean
 
     def evaluate_samples(self, samples: torch.Tensor, refs: torch.Tensor) -> dict[str, float]:
         """Generation metrics of ``samples`` (M, N, 3) against ``refs`` (M', N', 3), keys without stage.
 
-        Calls ``pc3d.metrics.generative.evaluate_generation`` (MMD, COV, 1-NNA with Chamfer) when
-        it is importable, and the ``fpd`` callable when one was given.
+        Both sets in the data module's normalised units. Calls
+        ``pc3d.metrics.generative.evaluate_generation`` (MMD, COV, 1-NNA with Chamfer) when it
+        is importable, and the ``fpd`` callable (on :meth:`to_data_frame` of the samples) when
+        one was given.
         """
         global _warned_no_metrics
         out: dict[str, float] = {}
@@ -361,16 +440,20 @@ class TreeGAN(L.LightningModule):
             from pc3d.metrics.generative import evaluate_generation
         except ImportError:
             if not _warned_no_metrics:
-                warnings.warn("TreeGAN: pc3d.metrics.generative.evaluate_generation is not available; "
-                              f"skipping val/{', val/'.join(EVAL_KEYS)}", stacklevel=2)
+                warnings.warn(
+                    "TreeGAN: pc3d.metrics.generative.evaluate_generation is not available; "
+                    f"skipping val/{', val/'.join(EVAL_KEYS)}",
+                    stacklevel=2,
+                )
                 _warned_no_metrics = True
         else:
-            metrics = evaluate_generation(samples, refs, distances=("cd",), normalize="none",
-                                          batch_size=self.sample_batch_size)
+            metrics = evaluate_generation(
+                samples, refs, distances=("cd",), normalize="none", batch_size=self.sample_batch_size
+            )
             out.update({k: float(metrics[k]) for k in EVAL_KEYS if k in metrics})
         # FPD hook: a callable clouds -> float (e.g. pc3d.metrics.fpd against the real class's statistics)
-        if self.fpd is not None:
-            out["fpd"] = float(self.fpd(samples))
+        if self.build_fpd() is not None:
+            out["fpd"] = float(self.fpd(self.to_data_frame(samples)))
         return out
 
     # ------------------------------------------------------------------ optim
@@ -384,8 +467,10 @@ class TreeGAN(L.LightningModule):
 
     def param_counts(self) -> dict[str, int]:
         """Parameters of each network (all, including frozen ones)."""
-        return {"generator": sum(p.numel() for p in self.generator.parameters()),
-                "critic": sum(p.numel() for p in self.critic.parameters())}
+        return {
+            "generator": sum(p.numel() for p in self.generator.parameters()),
+            "critic": sum(p.numel() for p in self.critic.parameters()),
+        }
 
 
 class SaveGeneratedSamples(L.Callback):
@@ -404,8 +489,11 @@ class SaveGeneratedSamples(L.Callback):
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs or not hasattr(pl_module,
-                                                                                                "sample_fixed"):
+        if (
+            trainer.sanity_checking
+            or trainer.current_epoch % self.every_n_epochs
+            or not hasattr(pl_module, "sample_fixed")
+        ):
             return
         from pc3d.callbacks import atomic_save_npy
 

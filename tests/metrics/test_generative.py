@@ -73,7 +73,7 @@ def _naive_1nna(d_sr, d_ss, d_rr):
 # ----------------------------------------------------------------------------- distance matrices
 
 
-@pytest.mark.parametrize("backend", ["kdtree", "torch"])
+@pytest.mark.parametrize("backend", ["numba", "kdtree", "torch"])
 def test_cd_matrix_matches_double_loop(backend):
     a, b = _clouds(5, 40, seed=1), _clouds(4, 33, seed=2)
     ref = _naive_cd_matrix(a, b)
@@ -84,7 +84,7 @@ def test_cd_matrix_matches_double_loop(backend):
     torch.testing.assert_close(got64, ref, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("backend", ["kdtree", "torch"])
+@pytest.mark.parametrize("backend", ["numba", "kdtree", "torch"])
 def test_same_set_matrix_is_symmetric_with_zero_diagonal(backend):
     a = _clouds(6, 25, seed=3).double()
     got = distance_matrix(a, None, backend=backend, batch_size=4)

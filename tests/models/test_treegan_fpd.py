@@ -1,0 +1,127 @@
+"""TreeGAN + FPD: the hook built from config, val/fpd logged, and the frame it is computed in."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from pc3d.metrics.fpd import FPDScorer, compute_features, feature_statistics, load_classifier, save_statistics
+from pc3d.models import TreeGAN
+from pc3d.nn import PointCritic, TreeGenerator
+from pc3d.nn.pointnet_cls import PointNetClassifier
+
+LATENT, N = 8, 16
+
+
+def tiny_gan(**kw) -> TreeGAN:
+    gen = TreeGenerator([LATENT, 16, 8, 3], [2, 2, 4], support=2)
+    critic = PointCritic(conv=(8, 16), head=(16, 8))
+    kw.setdefault("eval_samples", 6)
+    kw.setdefault("n_fixed_samples", 2)
+    kw.setdefault("n_critic", 1)
+    return TreeGAN(gen, critic, latent_dim=LATENT, **kw)
+
+
+def _items(n: int, seed: int) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    return [{"points": torch.randn(N, 3, generator=g) * 0.3, "category": 0} for _ in range(n)]
+
+
+class _DM(L.LightningDataModule):
+    """Just enough of PointCloudDataModule: loaders plus ``normalize`` / ``global_stats``."""
+
+    def __init__(self, normalize: str = "none", global_stats: dict | None = None) -> None:
+        super().__init__()
+        self.normalize, self.global_stats = normalize, global_stats
+
+    def train_dataloader(self):
+        return DataLoader(_items(4, 0), batch_size=4)
+
+    def val_dataloader(self):
+        return DataLoader(_items(8, 1), batch_size=4)
+
+
+def _trainer() -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        max_epochs=1,
+        limit_train_batches=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def fpd_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("treegan_fpd")
+    torch.manual_seed(0)
+    ckpt = d / "cls.pth"
+    torch.save(PointNetClassifier(k=4).eval().state_dict(), ckpt)
+    refs = torch.cat([b["points"][None] for b in _items(10, 7)])
+    stats = feature_statistics(compute_features(load_classifier(ckpt), refs), meta={"n_points": N})
+    return ckpt, save_statistics(d / "stats.npz", stats)
+
+
+def test_fpd_mapping_builds_a_scorer_and_val_fpd_is_logged(fpd_files):
+    ckpt, stats = fpd_files
+    torch.manual_seed(0)
+    model = tiny_gan(fpd={"classifier_ckpt": str(ckpt), "stats": str(stats), "n_points": N})
+    assert model.fpd is None and "fpd" not in model.hparams  # no file read before setup / first evaluation
+    t = _trainer()
+    t.fit(model, datamodule=_DM())
+    assert isinstance(model.fpd, FPDScorer)
+    m = t.callback_metrics
+    assert {"val/fpd", "val/mmd_cd", "val/cov_cd", "val/1nna_cd"} <= set(m)
+    samples = model.sample(6, seed=model.eval_seed)  # what validation scored (6 refs -> 6 samples)
+    want = FPDScorer(ckpt, stats)(samples)
+    assert float(m["val/fpd"]) == pytest.approx(want, rel=1e-5) and want > 0
+
+
+def test_fpd_gets_samples_in_the_data_frame_with_global_normalization():
+    seen = []
+
+    def fpd(clouds):
+        seen.append(clouds.clone())
+        return 0.0
+
+    stats = {"mean": [1.0, 2.0, -3.0], "std": 2.5}
+    torch.manual_seed(0)
+    model = tiny_gan(fpd=fpd)
+    _trainer().fit(model, datamodule=_DM("global", stats))
+    samples = model.sample(6, seed=model.eval_seed)  # generator output = normalized units
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], samples * 2.5 + torch.tensor([1.0, 2.0, -3.0]))
+    # without a global normalization the samples are passed as they are
+    seen.clear()
+    model2 = tiny_gan(fpd=fpd)
+    _trainer().fit(model2, datamodule=_DM("unit_sphere"))
+    torch.testing.assert_close(seen[0], model2.sample(6, seed=model2.eval_seed))
+
+
+def test_bad_fpd_config_raises(fpd_files):
+    with pytest.raises(ValueError, match="classifier_ckpt"):
+        tiny_gan(fpd={"stats": "x.npz"})
+    with pytest.raises(TypeError, match="fpd"):
+        tiny_gan(fpd=3)
+    model = tiny_gan(fpd={"classifier_ckpt": "missing.ckpt", "stats": "missing.npz"})  # built lazily ...
+    with pytest.raises(FileNotFoundError, match="classifier_ckpt"):
+        model.setup("fit")  # ... and checked when training starts
+
+
+def test_hydra_model_fpd_override_builds_the_scorer(fpd_files, tmp_path):
+    from hydra.utils import instantiate
+
+    from tests.helpers import compose_train
+
+    ckpt, stats = fpd_files
+    cfg = compose_train(
+        ["experiment=treegan_synthetic", f"model.fpd={{classifier_ckpt:{ckpt},stats:{stats},n_points:512}}"], tmp_path
+    )
+    model = instantiate(cfg.model)
+    assert isinstance(model.build_fpd(), FPDScorer) and model.fpd.n_points == 512
