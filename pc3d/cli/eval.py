@@ -5,7 +5,10 @@ Tasks (``task=``; ``auto`` picks from what is given):
 ``reconstruction``
     A ``pc3d-train`` autoencoder checkpoint (``ckpt_path``): every cloud of ``split`` of the
     checkpoint's data (or ``data`` overrides) is reconstructed; per-shape CD / EMD / F-score
-    (:mod:`pc3d.metrics.reconstruction`), per category and overall.
+    (:mod:`pc3d.metrics.reconstruction`), per category and overall. An image -> cloud checkpoint
+    (:class:`pc3d.models.Image2Cloud`, ``input_key = "image"``) is scored the same way from the
+    split's images (one fixed view per model, as in its ``test/...`` metrics); add EMD with
+    ``metrics.reconstruction=[cd,emd,fscore]``.
 ``generation``
     A checkpoint of a model with ``sample(n, *, seed=None, batch_size=...) -> (n, N, 3)``
     (the tree-GAN): ``n_samples`` clouds (default: as many as references) against the clouds
@@ -148,10 +151,15 @@ def _reconstruction(model, dm, cfg: DictConfig, device: torch.device) -> dict:
 
     per_shape: dict[str, list[torch.Tensor]] = {}
     cats = []
+    key = getattr(model, "input_key", "points")  # image -> cloud models (Image2Cloud) read the batch's images
     with torch.no_grad():
         for batch in dm.probe_dataloader(cfg.split):
             points = batch["points"].to(device)
-            vals = reconstruction_metrics(model(points), points, metrics=list(cfg.metrics.reconstruction),
+            if key not in batch:
+                raise ValueError(f"{cfg.ckpt_path}: the model reads batch[{key!r}], which the data module "
+                                 f"({type(dm).__name__}) does not provide (image models need data=renderings)")
+            pred = model(batch[key].to(device))
+            vals = reconstruction_metrics(pred, points, metrics=list(cfg.metrics.reconstruction),
                                           tau=cfg.metrics.tau, normalize=cfg.metrics.normalize,
                                           emd_method=cfg.metrics.emd_method)
             for k, v in vals.items():

@@ -10,6 +10,11 @@ from __future__ import annotations
 from pc3d._lazy import lazy_exports
 
 _EXPORTS = {
+    "ImageCloudDataModule": "pc3d.data.renderings",
+    "ImageCloudDataset": "pc3d.data.renderings",
+    "check_silhouettes": "pc3d.data.renderings",
+    "load_view": "pc3d.data.renderings",
+    "read_rendering_folder": "pc3d.data.renderings",
     "PC15K_DIRNAME": "pc3d.data.datamodule",
     "PointCloudDataModule": "pc3d.data.datamodule",
     "collate": "pc3d.data.datamodule",

@@ -1,0 +1,445 @@
+"""Image to point cloud: ResNet encoder -> latent -> tree-GAN generator (3D-LMNet-style training)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pc3d.models.treegan import gradient_penalty
+from pc3d.ops import chamfer_distance
+
+log = logging.getLogger("pc3d.image2cloud")
+
+__all__ = ["Image2Cloud", "load_frozen_autoencoder", "retrieval_baseline"]
+
+
+def load_frozen_autoencoder(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a ``pc3d-train`` autoencoder checkpoint (``weights_only=True``), frozen.
+
+    The model is put in eval mode (its BatchNorm uses the running statistics) and every
+    parameter gets ``requires_grad=False``. Raises ``FileNotFoundError`` / ``ValueError`` for a
+    missing file or a model without ``encode`` and ``decoder``.
+    """
+    from pc3d.models.io import load_model
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Image2Cloud: ae_ckpt not found: {path} (train one with experiment=ae_pretrain)")
+    ae = load_model(path, map_location=map_location)
+    if not (callable(getattr(ae, "encode", None)) and isinstance(getattr(ae, "decoder", None), nn.Module)):
+        raise ValueError(f"Image2Cloud: {path} holds a {type(ae).__name__}, not an autoencoder "
+                         "(expected encode() and a decoder)")
+    ae.eval()
+    for p in ae.parameters():
+        p.requires_grad_(False)
+    return ae
+
+
+class Image2Cloud(L.LightningModule):
+    """One image -> its point cloud: ``encoder`` (image -> latent), ``decoder`` (latent -> cloud).
+
+    The networks come in built (Hydra ``_target_``): by default a
+    :class:`pc3d.nn.ResNetImageEncoder` and a :class:`pc3d.nn.TreeGenerator` (tree-GAN, Shu et
+    al. 2019); ``model/decoder=fc`` selects the fully connected decoder. With ``z = E(I)`` and
+    ``P = G(z)`` the generator loss of a batch is::
+
+        L = w_cd * CD(P, X) + w_lat * mean |z - E_ae(X)| + w_adv * (-mean D(P))
+
+    * ``CD``: :func:`pc3d.ops.chamfer_distance` (squared, sum of the two directional means,
+      batch mean) to the ground-truth cloud ``X``;
+    * latent L1 (3D-LMNet, Mandikal et al. 2018, stage 2): ``E_ae`` is the encoder of a
+      pretrained point-cloud autoencoder (``ae_ckpt``), **frozen**: loaded in :meth:`setup`,
+      eval mode, ``requires_grad=False``, not a registered submodule (so it is not in the
+      optimizer, not in ``state_dict`` and not in checkpoints; inference does not need it);
+    * adversarial (optional, ``adv_weight > 0``): WGAN-GP with ``critic`` (a
+      :class:`pc3d.nn.PointCritic`). The critic is **unconditional**: it scores clouds only.
+      The image is already tied to the output by the CD and latent terms; the critic's job is
+      a realism prior on how points cover surfaces (tree-GAN's role), and a conditional critic
+      would need a second image branch, doubling the CPU cost. Each batch first takes
+      ``n_critic`` critic steps on ``(X, P.detach())`` minimising
+      ``mean D(P) - mean D(X) + gp_lambda * GP`` (:func:`pc3d.models.treegan.gradient_penalty`),
+      then one generator step on ``L`` (critic frozen).
+
+    Without ``ae_ckpt`` the latent term is off (``latent_weight`` is set to 0 with a warning) and
+    the model trains from scratch with Chamfer only (the "no warm start" baseline).
+
+    Warm start: with ``ae_ckpt`` and ``init_decoder_from_ae=True`` the decoder is initialized
+    from the autoencoder's decoder at the start of fitting (not on resume), which needs the
+    same class and the same parameter shapes (e.g. both ``TreeGenerator`` with the same
+    features/degrees/support); otherwise a ``ValueError`` says what differs. The autoencoder's
+    latent size must equal ``latent_dim``, and it must have been trained on clouds with the
+    same normalization as this model's data.
+
+    Optimization is manual (``automatic_optimization=False``): one generator optimizer over
+    encoder + decoder (Adam 1e-4 by default) and, with a critic, one critic optimizer (Adam 1e-4,
+    betas (0.5, 0.9) by default). Every ``optimizer.step()`` advances ``trainer.global_step``
+    (``n_critic + 1`` per batch with the adversarial term). A ``scheduler`` (partial, on the
+    generator optimizer) is stepped once per epoch.
+
+    Logged: ``train/loss``, ``train/cd``, ``train/latent_l1``, and with a critic
+    ``train/adv_g``, ``train/d_loss``, ``train/gp``, ``train/wasserstein``; ``val/cd``; at the end
+    of testing ``test/cd``, ``test/emd``, ``test/fscore`` (means over shapes) and
+    ``test/<category>/<metric>`` per category, by :mod:`pc3d.metrics.reconstruction`
+    (``eval_metrics``, ``tau``, ``eval_normalize``, ``emd_method``). CD values are squared, in
+    the data's normalized units; ``test_results`` keeps the per-category table.
+
+    Shapes:
+        batch["image"]: (B, 3, H, W) in [0, 1]; batch["points"]: (B, N, 3); batch["category"]: (B,)
+        encode(images) -> (B, latent_dim); forward(images) -> (B, N_out, 3)
+    """
+
+    #: what pc3d-eval feeds the model: the batch's images, not its points
+    input_key = "image"
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        latent_dim: int = 128,
+        ae_ckpt: str | None = None,
+        init_decoder_from_ae: bool = True,
+        cd_weight: float = 1.0,
+        latent_weight: float = 1.0,
+        adv_weight: float = 0.0,
+        critic: nn.Module | None = None,
+        n_critic: int = 1,
+        gp_lambda: float = 10.0,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        optimizer_d: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        eval_metrics: Sequence[str] = ("cd", "emd", "fscore"),
+        tau: float = 0.01,
+        eval_normalize: str = "none",
+        emd_method: str = "exact",
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.latent_dim = int(latent_dim)
+        enc_dim = getattr(encoder, "latent_dim", self.latent_dim)
+        dec_dim = getattr(decoder, "latent_dim", self.latent_dim)
+        if enc_dim != self.latent_dim or dec_dim != self.latent_dim:
+            raise ValueError(f"Image2Cloud: latent sizes disagree: latent_dim={self.latent_dim}, "
+                             f"encoder.latent_dim={enc_dim}, decoder.latent_dim={dec_dim}")
+        for name, w in (("cd_weight", cd_weight), ("latent_weight", latent_weight), ("adv_weight", adv_weight),
+                        ("gp_lambda", gp_lambda)):
+            if not float(w) >= 0:
+                raise ValueError(f"Image2Cloud: {name} must be >= 0, got {w!r}")
+        if float(latent_weight) > 0 and not ae_ckpt:
+            warnings.warn("Image2Cloud: no ae_ckpt given, so no latent loss and no decoder warm start (Chamfer "
+                          "only, from scratch); pass model.ae_ckpt=<autoencoder checkpoint> for the 3D-LMNet "
+                          "stage 2, or set model.latent_weight=0 to silence this", stacklevel=2)
+            latent_weight = 0.0
+        if float(adv_weight) > 0 and critic is None:
+            raise ValueError("Image2Cloud: adv_weight > 0 needs a critic (model.critic)")
+        if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
+            raise ValueError(f"Image2Cloud: n_critic must be an int >= 1, got {n_critic!r}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.critic = critic if float(adv_weight) > 0 else None
+        self.ae_ckpt = None if not ae_ckpt else str(ae_ckpt)
+        self.init_decoder_from_ae = bool(init_decoder_from_ae)
+        self.cd_weight = float(cd_weight)
+        self.latent_weight = float(latent_weight)
+        self.adv_weight = float(adv_weight)
+        self.n_critic = int(n_critic)
+        self.gp_lambda = float(gp_lambda)
+        self.optimizer_factory = optimizer
+        self.optimizer_d_factory = optimizer_d
+        self.scheduler_factory = scheduler
+        # plain types only in hparams (a Hydra ListConfig would break torch.load(weights_only=True))
+        eval_metrics = [str(m) for m in eval_metrics]
+        ae_ckpt = None if not ae_ckpt else str(ae_ckpt)
+        self.eval_metrics = tuple(eval_metrics)
+        self.tau = float(tau)
+        self.eval_normalize = eval_normalize
+        self.emd_method = emd_method
+        self.save_hyperparameters(ignore=["encoder", "decoder", "critic", "optimizer", "optimizer_d", "scheduler"])
+        self._ae: list[nn.Module] = []  # the frozen autoencoder, kept out of the module tree
+        self._test_values: dict[str, list[torch.Tensor]] = {}
+        self._test_labels: list[torch.Tensor] = []
+        self.test_results: dict[str, dict[str, float]] | None = None
+
+    # ------------------------------------------------------------------ networks
+    @property
+    def generator(self) -> nn.Module:
+        """The decoder (a tree-GAN generator by default)."""
+        return self.decoder
+
+    @property
+    def frozen_autoencoder(self) -> nn.Module | None:
+        """The frozen autoencoder once loaded (in :meth:`setup` or :meth:`attach_autoencoder`)."""
+        return self._ae[0] if self._ae else None
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(images))
+
+    @torch.no_grad()
+    def predict_clouds(self, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        """Clouds for ``images`` (M, 3, H, W) in eval mode, in chunks: -> (M, N, 3) on the model's device."""
+        was = self.training
+        self.eval()
+        try:
+            out = [self(images[i:i + batch_size].to(self.device)) for i in range(0, len(images), batch_size)]
+        finally:
+            self.train(was)
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------ frozen autoencoder
+    def attach_autoencoder(self, ae: nn.Module, init_decoder: bool | None = None) -> None:
+        """Use ``ae`` as the frozen autoencoder (frozen here) and optionally copy its decoder."""
+        ae.eval()
+        for p in ae.parameters():
+            p.requires_grad_(False)
+        ae_dim = getattr(ae, "latent_dim", None)
+        if ae_dim is not None and int(ae_dim) != self.latent_dim:
+            raise ValueError(f"Image2Cloud: the autoencoder's latent_dim={ae_dim} differs from latent_dim="
+                             f"{self.latent_dim}")
+        self._ae[:] = [ae]
+        if self.init_decoder_from_ae if init_decoder is None else init_decoder:
+            self._copy_decoder(ae.decoder)
+
+    def _copy_decoder(self, src: nn.Module) -> None:
+        if type(src) is not type(self.decoder):
+            raise ValueError(f"Image2Cloud: cannot initialize the decoder ({type(self.decoder).__name__}) from the "
+                             f"autoencoder's {type(src).__name__} ({self.ae_ckpt}); use the same decoder "
+                             f"(model/decoder=...) or init_decoder_from_ae=false")
+        own, theirs = self.decoder.state_dict(), src.state_dict()
+        diff = sorted(set(own) ^ set(theirs))
+        bad = [f"{k}: ae {tuple(theirs[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+               if k in theirs and theirs[k].shape != v.shape]
+        if diff or bad:
+            raise ValueError(f"Image2Cloud: the autoencoder's decoder ({self.ae_ckpt}) does not have the shape of this "
+                             f"decoder (same features/degrees/support or hidden sizes needed): keys only on one side "
+                             f"{diff[:5]}, shape mismatches {bad[:5]}; or set init_decoder_from_ae=false")
+        self.decoder.load_state_dict(theirs, strict=True)
+        log.info("Image2Cloud: decoder initialized from the autoencoder's decoder (%s)", self.ae_ckpt)
+
+    def _frozen_ae(self) -> nn.Module:
+        if not self._ae:
+            if not self.ae_ckpt:
+                raise RuntimeError("Image2Cloud: the latent loss needs ae_ckpt")
+            self.attach_autoencoder(load_frozen_autoencoder(self.ae_ckpt), init_decoder=False)
+        ae = self._ae[0]
+        if next(ae.parameters()).device != self.device:
+            ae.to(self.device)
+        ae.eval()
+        return ae
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit" or not self.ae_ckpt or self._ae:
+            return
+        trainer = self._trainer
+        resuming = trainer is not None and bool(trainer.ckpt_path)
+        need = self.latent_weight > 0 or (self.init_decoder_from_ae and not resuming)
+        if need:
+            self.attach_autoencoder(load_frozen_autoencoder(self.ae_ckpt),
+                                    init_decoder=self.init_decoder_from_ae and not resuming)
+
+    # ------------------------------------------------------------------ training
+    @staticmethod
+    def _check_batch(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        images, points = batch.get("image"), batch.get("points")
+        if images is None:
+            raise ValueError("Image2Cloud: batches need an 'image' entry (use data=renderings: ImageCloudDataModule)")
+        if points is None or points.dim() != 3 or points.shape[2] != 3:
+            raise ValueError(f"Image2Cloud: expected batch['points'] of shape (B, N, 3), got "
+                             f"{None if points is None else tuple(points.shape)}")
+        return images, points
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        images, points = self._check_batch(batch)
+        b = points.shape[0]
+        opts = self.optimizers()
+        opt_g, opt_d = (opts[0], opts[1]) if isinstance(opts, list | tuple) else (opts, None)
+        z = self.encoder(images)
+        pred = self.decoder(z)
+        logs: dict[str, torch.Tensor] = {}
+
+        if self.critic is not None:
+            fake = pred.detach()
+            d_losses, gps, wds = [], [], []
+            for _ in range(self.n_critic):
+                d_real = self.critic(points).mean()
+                d_fake = self.critic(fake).mean()
+                gp = gradient_penalty(self.critic, points, fake)
+                d_loss = d_fake - d_real + self.gp_lambda * gp
+                opt_d.zero_grad(set_to_none=True)
+                self.manual_backward(d_loss)
+                opt_d.step()
+                d_losses.append(d_loss.detach())
+                gps.append(gp.detach())
+                wds.append((d_real - d_fake).detach())
+            logs.update({"train/d_loss": torch.stack(d_losses).mean(), "train/gp": torch.stack(gps).mean(),
+                         "train/wasserstein": torch.stack(wds).mean()})
+            self.toggle_optimizer(opt_g)
+
+        cd = chamfer_distance(pred, points)
+        loss = self.cd_weight * cd
+        logs["train/cd"] = cd.detach()
+        if self.latent_weight > 0:
+            with torch.no_grad():
+                z_ae = self._frozen_ae().encode(points)
+            lat = F.l1_loss(z, z_ae)
+            loss = loss + self.latent_weight * lat
+            logs["train/latent_l1"] = lat.detach()
+        if self.critic is not None:
+            adv = -self.critic(pred).mean()
+            loss = loss + self.adv_weight * adv
+            logs["train/adv_g"] = adv.detach()
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_g.step()
+        if self.critic is not None:
+            self.untoggle_optimizer(opt_g)
+        logs["train/loss"] = loss.detach()
+        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=b)
+
+    def on_train_epoch_end(self) -> None:
+        sch = self.lr_schedulers()
+        if sch is not None:
+            (sch[0] if isinstance(sch, list) else sch).step()
+
+    # ------------------------------------------------------------------ validation / test
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        images, points = self._check_batch(batch)
+        pred = self(images)
+        cd = chamfer_distance(pred, points, reduction="none")
+        self.log("val/cd", cd.mean(), prog_bar=True, on_epoch=True, sync_dist=True, batch_size=points.shape[0])
+        return {"recon": pred.detach(), "cd": cd.detach()}
+
+    def on_test_epoch_start(self) -> None:
+        self._test_values = {}
+        self._test_labels = []
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        from pc3d.metrics.reconstruction import reconstruction_metrics
+
+        images, points = self._check_batch(batch)
+        pred = self(images)
+        vals = reconstruction_metrics(pred, points, metrics=self.eval_metrics, tau=self.tau,
+                                      normalize=self.eval_normalize, emd_method=self.emd_method)
+        for k, v in vals.items():
+            self._test_values.setdefault(k, []).append(v)
+        self._test_labels.append(batch["category"].detach().cpu())
+        return {"recon": pred.detach()}
+
+    def on_test_epoch_end(self) -> None:
+        from pc3d.metrics.reconstruction import per_category_means
+
+        if not self._test_labels:
+            return
+        values = {k: torch.cat(v) for k, v in self._test_values.items()}
+        labels = torch.cat(self._test_labels)
+        if self.trainer.world_size > 1:  # every rank scored a shard (padded to equal sizes by the sampler)
+            values = {k: self.all_gather(v.to(self.device)).reshape(-1).cpu() for k, v in values.items()}
+            labels = self.all_gather(labels.to(self.device)).reshape(-1).cpu()
+        dm = getattr(self.trainer, "datamodule", None)
+        names = list(dm.names) if dm is not None and hasattr(dm, "names") else None
+        table = per_category_means(values, labels, names=names)
+        self.test_results = table
+        logs = {}
+        for cat, row in table.items():
+            for k, v in row.items():
+                if k == "count":
+                    continue
+                logs[f"test/{k}" if cat == "all" else f"test/{cat}/{k}"] = float(v)
+        self.log_dict(logs, sync_dist=False)
+
+    # ------------------------------------------------------------------ optim
+    def configure_optimizers(self):
+        params = [p for p in (*self.encoder.parameters(), *self.decoder.parameters()) if p.requires_grad]
+        opt_g = (self.optimizer_factory or (lambda ps: torch.optim.Adam(ps, lr=1e-4)))(params)
+        opts = [opt_g]
+        if self.critic is not None:
+            opt_d = (self.optimizer_d_factory or (lambda ps: torch.optim.Adam(ps, lr=1e-4, betas=(0.5, 0.9))))(
+                [p for p in self.critic.parameters() if p.requires_grad])
+            opts.append(opt_d)
+        if self.scheduler_factory is None:
+            return opts
+        return opts, [{"scheduler": self.scheduler_factory(opt_g), "interval": "epoch"}]
+
+
+# ----------------------------------------------------------------------------- retrieval baseline
+
+
+def pixel_features(images: torch.Tensor, size: int = 16) -> torch.Tensor:
+    """Downsampled pixels as a feature: (B, 3, H, W) in [0, 1] -> (B, 3 * size * size) (area resize)."""
+    return F.adaptive_avg_pool2d(images, (size, size)).flatten(1)
+
+
+@torch.no_grad()
+def retrieval_baseline(
+    train_set,
+    query_loader,
+    feature_fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    all_views: bool = True,
+    metrics: Sequence[str] = ("cd", "emd", "fscore"),
+    tau: float = 0.01,
+    normalize: str = "none",
+    emd_method: str = "exact",
+    batch_size: int = 64,
+    names: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Nearest-neighbour retrieval: predict the training cloud whose image feature is nearest.
+
+    The gallery holds every view (``all_views``; else the seeded view) of every item of
+    ``train_set`` (an :class:`~pc3d.data.renderings.ImageCloudDataset`), each with its cloud at
+    fixed sampling; each query image of ``query_loader`` (batches with ``image``, ``points``,
+    ``category``) gets the cloud of the gallery image at the smallest euclidean feature
+    distance, scored against its ground truth with
+    :func:`pc3d.metrics.reconstruction.reconstruction_metrics`.
+
+    ``feature_fn`` maps (B, 3, H, W) images to (B, D) features, e.g. :func:`pixel_features`
+    or a trained encoder's ``features``.
+
+    Returns the :func:`~pc3d.metrics.reconstruction.per_category_means` table.
+    """
+    from pc3d.metrics.reconstruction import per_category_means, reconstruction_metrics
+
+    gallery = train_set.variant(sampling="fixed", transform=None, view="seeded")
+    feats, owner, clouds = [], [], []
+    pending: list[torch.Tensor] = []
+
+    def flush() -> None:
+        if pending:
+            feats.append(feature_fn(torch.stack(pending)).float().cpu())
+            pending.clear()
+
+    for i in range(len(gallery)):
+        clouds.append(gallery[i]["points"])
+        n_views = gallery.n_views[i] if all_views else 1
+        views = range(n_views) if all_views else [gallery._view_index(i, gallery.n_views[i])]
+        for v in views:
+            pending.append(gallery.image(i, v))
+            owner.append(i)
+            if len(pending) >= batch_size:
+                flush()
+    flush()
+    gal = torch.cat(feats)
+    owner_t = torch.tensor(owner)
+    clouds_t = torch.stack(clouds)
+    per_shape: dict[str, list[torch.Tensor]] = {}
+    labels = []
+    for batch in query_loader:
+        q = feature_fn(batch["image"]).float().cpu()
+        nearest = torch.cdist(q, gal).argmin(1)
+        pred = clouds_t[owner_t[nearest]]
+        vals = reconstruction_metrics(pred, batch["points"], metrics=metrics, tau=tau, normalize=normalize,
+                                      emd_method=emd_method)
+        for k, v in vals.items():
+            per_shape.setdefault(k, []).append(v)
+        labels.append(batch["category"])
+    return per_category_means({k: torch.cat(v) for k, v in per_shape.items()}, torch.cat(labels), names=names)
