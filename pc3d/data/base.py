@@ -190,6 +190,17 @@ def holdout_split(keys: Sequence[str], fractions: Sequence[float], seed: int, sa
     return out
 
 
+
+def item_index(index: Any, n: int) -> int:
+    """``index`` (any int-like, negative counts from the end) as a position in ``[0, n)``;
+    ``IndexError`` naming the range otherwise."""
+    index = operator.index(index)
+    if index < 0:
+        index += n
+    if not 0 <= index < n:
+        raise IndexError(f"index {index} out of range for {n} items")
+    return index
+
 class PointCloudSet(Dataset):
     """Base class of every reader: one split of one layout, as a map-style data set.
 
@@ -565,11 +576,7 @@ class PointCloudSet(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        index = operator.index(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
+        index = item_index(index, len(self))
         arr, extras = self._cloud(index)
         rows = self._sample_rows(index, arr.shape[0])
         raw = np.asarray(arr[rows], dtype=np.float64)

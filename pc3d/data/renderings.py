@@ -30,7 +30,6 @@ which catches swapped or mislabelled folders.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pc3d.data.base import item_index
 from pc3d.data.datamodule import PointCloudDataModule
 from pc3d.data.pc15k import PC15kDataset
 
@@ -292,11 +292,7 @@ class ImageCloudDataset(Dataset):
         return len(self._pairs)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        index = operator.index(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} items")
+        index = item_index(index, len(self))
         cloud_index, pngs, _ = self._pairs[index]
         item = dict(self.clouds[cloud_index])
         view = self._view_index(index, len(pngs))
