@@ -9,19 +9,15 @@ from torch.utils.data import DataLoader
 
 from pc3d.metrics.fpd import FPDScorer, compute_features, feature_statistics, load_classifier, save_statistics
 from pc3d.models import TreeGAN
-from pc3d.nn import PointCritic, TreeGenerator
 from pc3d.nn.pointnet_cls import PointNetClassifier
-
-LATENT, N = 8, 16
+from tests.models.test_treegan import N  # the same tiny nets as the tree-GAN tests
+from tests.models.test_treegan import tiny_gan as _tiny_gan
 
 
 def tiny_gan(**kw) -> TreeGAN:
-    gen = TreeGenerator([LATENT, 16, 8, 3], [2, 2, 4], support=2)
-    critic = PointCritic(conv=(8, 16), head=(16, 8))
-    kw.setdefault("eval_samples", 6)
     kw.setdefault("n_fixed_samples", 2)
     kw.setdefault("n_critic", 1)
-    return TreeGAN(gen, critic, latent_dim=LATENT, **kw)
+    return _tiny_gan(**kw)
 
 
 def _items(n: int, seed: int) -> list[dict]:
