@@ -4,12 +4,15 @@ from pc3d.nn.critic import PointCritic
 from pc3d.nn.decoder import FCDecoder
 from pc3d.nn.generator import TreeGenerator
 from pc3d.nn.image_encoder import ResNetImageEncoder
+from pc3d.nn.latent_gan import LatentCritic, LatentGenerator
 from pc3d.nn.pointnet import PointNetEncoder
 from pc3d.nn.pointnet_cls import PointNetClassifier
 from pc3d.nn.treegcn import TreeGCN
 
 __all__ = [
     "FCDecoder",
+    "LatentCritic",
+    "LatentGenerator",
     "PointCritic",
     "PointNetClassifier",
     "PointNetEncoder",
