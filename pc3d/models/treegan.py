@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,13 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
+# EVAL_KEYS: the metrics logged under val/ (re-exported; the protocol is shared with the latent GAN)
+from pc3d.models._generation import EVAL_KEYS as EVAL_KEYS
+from pc3d.models._generation import ReferenceClouds, generation_metrics
+
 log = logging.getLogger("pc3d.treegan")
 
 __all__ = ["SaveGeneratedSamples", "TreeGAN", "gradient_penalty", "load_generator_weights"]
-
-#: Metrics of ``pc3d.metrics.generative.evaluate_generation`` logged under ``val/``.
-EVAL_KEYS = ("mmd_cd", "cov_cd", "1nna_cd")
-
-_warned_no_metrics = False
 
 
 def gradient_penalty(
@@ -32,25 +30,28 @@ def gradient_penalty(
 ) -> torch.Tensor:
     """WGAN-GP penalty (Gulrajani et al. 2017) with one interpolation weight per sample.
 
-    ``x_hat = alpha * real + (1 - alpha) * fake`` with ``alpha ~ U[0, 1]`` drawn once per cloud,
-    and ``GP = mean_b (||grad_x D(x_hat_b)||_2 - 1)^2`` where the norm is over all ``N*3``
-    coordinates of cloud ``b``. Not multiplied by lambda. Differentiable w.r.t. the critic's
-    parameters (``create_graph=True``).
+    ``x_hat = alpha * real + (1 - alpha) * fake`` with ``alpha ~ U[0, 1]`` drawn once per sample
+    (cloud or latent), and ``GP = mean_b (||grad_x D(x_hat_b)||_2 - 1)^2`` where the norm is over
+    all non-batch entries of sample ``b`` (the ``N*3`` coordinates of a cloud, the ``D`` entries
+    of a latent). Not multiplied by lambda. Differentiable w.r.t. the critic's parameters
+    (``create_graph=True``).
 
     Shapes:
-        real, fake: (B, N, 3) (fake may have a different N only if the critic accepts it; the
-            interpolation needs equal shapes)
-        alpha: optional (B,) or (B, 1, 1) weights; drawn uniformly when ``None``
+        real, fake: (B, N, 3) clouds or (B, D) latents, both the same shape (the interpolation
+            needs equal shapes)
+        alpha: optional (B,) or (B, 1, ..., 1) weights; drawn uniformly when ``None``
         returns: scalar
     """
-    if real.shape != fake.shape or real.dim() != 3:
+    if real.shape != fake.shape or real.dim() not in (2, 3):
         raise ValueError(
-            f"gradient_penalty: real and fake must both be (B, N, 3), got {tuple(real.shape)} and {tuple(fake.shape)}"
+            "gradient_penalty: real and fake must both be (B, N, 3) or both (B, D), "
+            f"got {tuple(real.shape)} and {tuple(fake.shape)}"
         )
     b = real.shape[0]
+    ones = (1,) * (real.dim() - 1)
     if alpha is None:
-        alpha = torch.rand(b, 1, 1, device=real.device, dtype=real.dtype)
-    alpha = alpha.reshape(b, 1, 1).to(real)
+        alpha = torch.rand(b, *ones, device=real.device, dtype=real.dtype)
+    alpha = alpha.reshape(b, *ones).to(real)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     scores = critic(x_hat)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
@@ -239,8 +240,7 @@ class TreeGAN(L.LightningModule):
         noise = torch.randn(n_fixed_samples, self.latent_dim, generator=torch.Generator().manual_seed(fixed_noise_seed))
         self.register_buffer("fixed_noise", noise)
         self.save_hyperparameters(ignore=["generator", "critic", "optimizer_g", "optimizer_d", "fpd"])
-        self._refs: list[torch.Tensor] = []
-        self._n_refs = 0
+        self._refs = ReferenceClouds(self.eval_samples)
 
     # ------------------------------------------------------------------ generation
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -354,27 +354,16 @@ class TreeGAN(L.LightningModule):
 
     # ------------------------------------------------------------------ validation / test
     def _collect_refs(self, batch: dict) -> None:
-        if self._n_refs < self.eval_samples:
-            pts = batch["points"][: self.eval_samples - self._n_refs].detach()
-            self._refs.append(pts)
-            self._n_refs += len(pts)
+        self._refs.add(batch["points"])
 
     def _reset_refs(self) -> None:
-        self._refs.clear()
-        self._n_refs = 0
+        self._refs.reset()
 
     def _evaluate_stage(self, stage: str) -> None:
-        refs = torch.cat(self._refs) if self._refs else None
-        self._reset_refs()
-        if refs is None or self.trainer.sanity_checking:
+        refs = self._refs.take(self, stage, self.eval_every_n_epochs)  # None: nothing to evaluate now
+        if refs is None:
             return
-        if stage == "val" and self.current_epoch % self.eval_every_n_epochs:
-            return
-        if self.trainer.world_size > 1:  # the distributed sampler pads the shards to equal sizes
-            refs = self.all_gather(refs).flatten(0, 1)[: self.eval_samples]
         n = len(refs)
-        if n < 2:
-            return
         samples = self.sample(n, seed=self.eval_seed, batch_size=self.sample_batch_size)
         logs = {"wasserstein": float(self._critic_mean(refs) - self._critic_mean(samples))}
         logs.update(self.evaluate_samples(samples, refs))
@@ -434,23 +423,7 @@ class TreeGAN(L.LightningModule):
         is importable, and the ``fpd`` callable (on :meth:`to_data_frame` of the samples) when
         one was given.
         """
-        global _warned_no_metrics
-        out: dict[str, float] = {}
-        try:
-            from pc3d.metrics.generative import evaluate_generation
-        except ImportError:
-            if not _warned_no_metrics:
-                warnings.warn(
-                    "TreeGAN: pc3d.metrics.generative.evaluate_generation is not available; "
-                    f"skipping val/{', val/'.join(EVAL_KEYS)}",
-                    stacklevel=2,
-                )
-                _warned_no_metrics = True
-        else:
-            metrics = evaluate_generation(
-                samples, refs, distances=("cd",), normalize="none", batch_size=self.sample_batch_size
-            )
-            out.update({k: float(metrics[k]) for k in EVAL_KEYS if k in metrics})
+        out = generation_metrics(samples, refs, batch_size=self.sample_batch_size, owner="TreeGAN")
         # FPD hook: a callable clouds -> float (e.g. pc3d.metrics.fpd against the real class's statistics)
         if self.build_fpd() is not None:
             out["fpd"] = float(self.fpd(self.to_data_frame(samples)))
