@@ -24,8 +24,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit (and optionally test) the model, datamodule and trainer that ``cfg`` describes.
 
     Returns a dict with ``metrics`` (floats: the final ``train/…``, ``val/…`` and ``test/…``
-    values), ``output_dir``, ``best_ckpt``, ``last_ckpt`` and the live ``model``, ``datamodule``
-    and ``trainer`` objects.
+    values), ``objective`` (the final value of ``cfg.optimized_metric``, null: of ``cfg.monitor``;
+    see :func:`objective_value`), ``output_dir``, ``best_ckpt``, ``last_ckpt`` and the live
+    ``model``, ``datamodule`` and ``trainer`` objects.
     """
     import lightning as L
     import torch
@@ -70,9 +71,42 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 wandb.finish()
     result = {"metrics": metrics, "output_dir": str(output_dir), "best_ckpt": best or None,
               "last_ckpt": last or None, "model": model, "datamodule": datamodule, "trainer": trainer}
+    result["objective"] = objective_value(cfg, metrics)
     if trainer.is_global_zero:
         print_summary(result)
     return result
+
+
+def objective_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The final value of the metric a Hydra sweeper optimises, from the run's ``metrics``.
+
+    The metric is ``cfg.optimized_metric`` (the ``conf/hparams_search/*.yaml`` files set it), or
+    ``cfg.monitor`` when that is null. A missing metric raises ``ValueError`` naming the logged
+    ones when the value is needed: ``optimized_metric`` set, or the job launched by a sweeper
+    other than Hydra's basic one (Optuna); otherwise the objective is ``None``.
+    """
+    explicit = cfg.get("optimized_metric")
+    name = explicit or cfg.get("monitor")
+    if name and name in metrics:
+        return metrics[name]
+    if explicit or _under_optimizing_sweeper():
+        raise ValueError(
+            f"optimized_metric={name!r} is not among this run's final metrics {sorted(metrics)}: "
+            "set optimized_metric= (or monitor=) to a metric the model logs, and make sure the run validates "
+            "(e.g. trainer.limit_val_batches > 0)")
+    return None
+
+
+def _under_optimizing_sweeper() -> bool:
+    """True inside a Hydra multirun job whose sweeper uses return values (any but the basic one)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False
+    hc = HydraConfig.get()
+    target = str(hc.sweeper.get("_target_", ""))
+    return hc.mode == RunMode.MULTIRUN and not target.endswith("BasicSweeper")
 
 
 def print_summary(result: dict[str, Any]) -> None:
@@ -94,10 +128,8 @@ def print_summary(result: dict[str, Any]) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    result = train(cfg)
-    # the value of the monitored metric, for Hydra sweepers that optimise it
-    value = result["metrics"].get(cfg.get("monitor", ""))
-    return value
+    # the final value of cfg.optimized_metric (null: cfg.monitor), for Hydra sweepers that optimise it
+    return train(cfg)["objective"]
 
 
 def main() -> None:
