@@ -57,7 +57,7 @@ def _split(override: str) -> tuple[str, str]:
 
 
 def read_trial(trial_dir: Path) -> dict[str, Any]:
-    """Overrides, config choices, objective name and final metrics of one trial dir."""
+    """Overrides, sweeper config, objective name and final metrics of one trial dir."""
     overrides = _load_yaml(trial_dir / ".hydra" / "overrides.yaml") or []
     cfg = _load_yaml(trial_dir / ".hydra" / "config.yaml") or {}
     hydra_cfg = (_load_yaml(trial_dir / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
@@ -69,8 +69,7 @@ def read_trial(trial_dir: Path) -> dict[str, Any]:
         value = None
     return {"trial": int(trial_dir.name), "dir": trial_dir, "overrides": [str(o) for o in overrides],
             "params": dict(_split(str(o)) for o in overrides), "metrics": metrics, "objective_name": objective_name,
-            "objective": value, "choices": (hydra_cfg.get("runtime") or {}).get("choices") or {},
-            "sweeper": hydra_cfg.get("sweeper") or {},
+            "objective": value, "sweeper": hydra_cfg.get("sweeper") or {},
             "csv": csvs[0] if csvs else None}
 
 
@@ -112,12 +111,14 @@ def _fmt(v: Any) -> str:
 
 
 def rerun_command(trial: dict[str, Any]) -> str:
-    """A ``pc3d-train`` command that re-runs ``trial`` as a single run (no sweep)."""
-    keep = [o for o in trial["overrides"]
-            if not _split(o.lstrip("+~"))[0].startswith(("hparams_search", "hydra."))]
-    experiment = trial["choices"].get("experiment")
-    if experiment and not any(_split(o)[0] == "experiment" for o in keep):
-        keep.insert(0, f"experiment={experiment}")
+    """A ``pc3d-train`` command that re-runs ``trial`` as a single run (no sweep).
+
+    The trial's overrides, less the sweeper's own (``hydra.*``); the ``hparams_search`` file stays
+    (it selects the experiment and may add the keys it searches), with ``hydra.mode=RUN``.
+    """
+    keep = [o for o in trial["overrides"] if not _split(o.lstrip("+~"))[0].startswith("hydra.")]
+    if any(_split(o)[0] == "hparams_search" for o in keep):
+        keep.append("hydra.mode=RUN")
     return " ".join(["pc3d-train", *keep])
 
 

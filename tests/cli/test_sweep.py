@@ -3,6 +3,7 @@ experiments/sweep_table.py. The Optuna sweeper is the optional extra `pip instal
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import subprocess
@@ -20,7 +21,7 @@ from tests.helpers import TINY_SYNTHETIC
 ROOT = Path(__file__).resolve().parents[2]
 SEARCHES = sorted(p.stem for p in (Path(CONFIG_DIR) / "hparams_search").glob("*.yaml"))
 # the experiment each search is written for (also what its defaults list selects)
-EXPERIMENT = {"ae_treegcn_optuna": "ae_pretrain", "img2cloud_optuna": "img2cloud", "lgan_optuna": "lgan"}
+EXPERIMENT = {"ae_treegcn_optuna": "ae_pretrain", "img2cloud_optuna": "img2cloud", "lgan_optuna": "lgan_synthetic"}
 
 
 def _compose(overrides: list[str]):
@@ -31,7 +32,7 @@ def _compose(overrides: list[str]):
 
 
 def test_there_are_searches():
-    assert {"ae_treegcn_optuna", "img2cloud_optuna"} <= set(SEARCHES)
+    assert {"ae_treegcn_optuna", "img2cloud_optuna", "lgan_optuna"} <= set(SEARCHES)
 
 
 @pytest.mark.parametrize("with_experiment", [False, True], ids=["file_experiment", "cli_experiment"])
@@ -39,6 +40,7 @@ def test_there_are_searches():
 def test_hparams_search_composes(search, with_experiment):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper.optuna_sweeper")
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.utils import get_class
 
     experiment = EXPERIMENT.get(search)
     overrides = [f"hparams_search={search}"] + ([f"experiment={experiment}"] if with_experiment else [])
@@ -52,13 +54,17 @@ def test_hparams_search_composes(search, with_experiment):
     assert sweeper.direction == "minimize" and sweeper.n_trials == 20 and sweeper.storage is None
     assert sweeper.study_name == search and sweeper.sampler._target_.endswith("TPESampler")
     assert sweeper.sampler.seed is not None
-    assert "model.optimizer.lr" in sweeper.params
+    assert any(k.endswith(".lr") for k in sweeper.params), "every search tunes a learning rate"
     parser = OverridesParser.create()
     for key, space in sweeper.params.items():
-        # every searched key exists in the composed config (a renamed knob fails here) ...
+        # every searched key exists in the composed config ...
         parent, _, leaf = key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
         assert node is not None and leaf in node, f"{search}: {key} is not in the composed config"
+        # ... and is an argument of the class it configures (a renamed knob fails here) ...
+        if "_target_" in node:
+            params = inspect.signature(get_class(node._target_)).parameters
+            assert leaf in params or any(p.kind is p.VAR_KEYWORD for p in params.values()), (key, node._target_)
         # ... and its search space parses as a sweep
         (override,) = parser.parse_overrides([f"{key}={space}"])
         assert override.is_sweep_override(), (key, space)
@@ -127,7 +133,8 @@ def test_optuna_sweep_two_trials_and_table(tiny_builtin, tmp_path):
         objectives.append(values[-1])
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(min(objectives), rel=1e-6)
-    assert set(results["best_params"]) == {"model.optimizer.lr", "model.decoder.support"}
+    assert set(results["best_params"]) == {"model.optimizer.lr", "model.decoder.support", "model.decoder.init",
+                                           "model.decoder.ancestor_scale"}  # data.batch_size: fixed above
 
     table = subprocess.run([sys.executable, str(ROOT / "experiments" / "sweep_table.py"), str(sweep),
                             "--out", str(tmp_path / "table.md")], env=env, timeout=60, capture_output=True,
@@ -137,5 +144,8 @@ def test_optuna_sweep_two_trials_and_table(tiny_builtin, tmp_path):
     assert len(rows) == 2
     best = trials[objectives.index(min(objectives))]
     assert rows[0].startswith(f"| 1 | {best} | ") and rows[1].startswith("| 2 | ")
-    assert f"Winning trial {best} " in table.stdout and "pc3d-train " in table.stdout
+    assert f"Winning trial {best} " in table.stdout
+    rerun = table.stdout.split("Re-run it alone: ")[1].split()
+    assert rerun[0] == "pc3d-train" and f"model.optimizer.lr={results['best_params']['model.optimizer.lr']}" in rerun
+    assert "hparams_search=ae_treegcn_optuna" in rerun and rerun[-1] == "hydra.mode=RUN"
     assert (tmp_path / "table.md").read_text() == table.stdout
