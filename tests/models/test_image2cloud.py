@@ -11,31 +11,20 @@ from torch.utils.data import DataLoader
 from pc3d.models import Image2Cloud
 from pc3d.models.image2cloud import load_frozen_autoencoder, pixel_features
 from pc3d.nn import FCDecoder, PointCritic, ResNetImageEncoder, TreeGenerator
+from tests.helpers import save_autoencoder_ckpt, tiny_autoencoder_config
 
 LATENT, N, S = 8, 64, 32
 TREE = {"_target_": "pc3d.nn.TreeGenerator", "features": [LATENT, 16, 3], "degrees": [4, 16], "support": 2}
 
 
 def ae_config(decoder=None) -> dict:
-    return {"model": {"_target_": "pc3d.models.Autoencoder", "latent_dim": LATENT, "linear_probe": False,
-                      "encoder": {"_target_": "pc3d.nn.PointNetEncoder", "in_dim": 3, "hidden": [16, 32],
-                                  "latent_dim": LATENT},
-                      "decoder": decoder or TREE}}
+    return tiny_autoencoder_config(LATENT, decoder or TREE)
 
 
 @pytest.fixture
 def ae_ckpt(tmp_path):
     """A pc3d-train-style autoencoder checkpoint (weights + plain config), with non-trivial BN statistics."""
-    torch.manual_seed(0)
-    cfg = ae_config()
-    ae = instantiate(cfg["model"])
-    ae.train()
-    with torch.no_grad():  # move the BatchNorm running statistics away from their init
-        for _ in range(3):
-            ae.encode(torch.randn(8, N, 3) * 0.3)
-    path = tmp_path / "ae.ckpt"
-    torch.save({"state_dict": ae.state_dict(), "pc3d_config": cfg}, path)
-    return path
+    return save_autoencoder_ckpt(tmp_path / "ae.ckpt", ae_config(), n_points=N)
 
 
 def make_model(ae_ckpt=None, decoder=None, **kw) -> Image2Cloud:
