@@ -9,7 +9,7 @@ import torch
 
 from pc3d.cli._common import CONFIG_DIR
 from pc3d.cli.train import train
-from tests.helpers import compose_train
+from tests.helpers import compose_train, tiny_lgan_overrides
 
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
@@ -20,8 +20,10 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_smoke_runs(experiment, tiny_builtin, tmp_path):
+    # the l-GAN needs a pretrained autoencoder checkpoint (model.ae_ckpt=???): a tiny one, written here
+    extra = tiny_lgan_overrides(tmp_path) if experiment == "lgan_synthetic" else []
     cfg = compose_train([f"experiment={experiment}", "trainer.fast_dev_run=true", "trainer.accelerator=cpu",
-                         "trainer.devices=1", "logger=csv"], tmp_path, tiny_builtin)
+                         "trainer.devices=1", "logger=csv", *extra], tmp_path, tiny_builtin)
     result = train(cfg)
     m = result["metrics"]
     assert any(k.startswith("train/") for k in m), m

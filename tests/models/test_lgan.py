@@ -279,6 +279,23 @@ def test_generate_cli_on_a_saved_lgan_checkpoint(fc_ae_ckpt, tmp_path):
     assert not np.allclose(other["samples"], clouds)
 
 
+def test_eval_cli_scores_a_saved_lgan_checkpoint(fc_ae_ckpt, tiny_builtin, tmp_path):
+    from pc3d.cli.eval import evaluate
+    from tests.cli.test_eval import _tiny_data_cfg, compose_eval
+
+    config = {"model": lgan_config(fc_ae_ckpt), "data": {**_tiny_data_cfg(tiny_builtin), "n_points": N}}
+    model = instantiate(config["model"])
+    t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, max_epochs=1, limit_val_batches=0, callbacks=[ConfigInCheckpoint(config)])
+    t.fit(model, train_dataloaders=loader(4, 4))
+    path = tmp_path / "lgan.ckpt"
+    t.save_checkpoint(path)
+    result = evaluate(compose_eval([f"ckpt_path={path}", "n_samples=4", "split=val"], tmp_path))
+    assert result["task"] == "generation" and result["n_samples"] == 4 and result["n_refs"] > 0
+    assert {"mmd_cd", "cov_cd", "1nna_cd"} <= set(result["metrics"])
+    assert all(np.isfinite(v) for v in result["metrics"].values())
+
+
 # ----------------------------------------------------------------------------- arguments and configs
 def test_bad_arguments(fc_ae_ckpt, tmp_path):
     with pytest.raises(ValueError, match="model.ae_ckpt is required"):
