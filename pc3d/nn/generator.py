@@ -33,6 +33,8 @@ class TreeGenerator(nn.Module):
         n_points: optional; if given it must equal ``prod(degrees)`` (links configs to the data).
         negative_slope: slope of the LeakyReLUs.
         fuse_loop: see :class:`TreeGCN` (same outputs, faster).
+        init, ancestor_scale: see :class:`TreeGCN`; ``"official"`` and ``"sum"`` are the paper's
+            layout, ``"node"`` and ``"mean"`` the fixed decoder (experiments/RESULTS.md).
 
     Attributes: ``latent_dim`` (= ``features[0]``), ``n_points`` (= ``prod(degrees)``),
     ``node_counts`` (nodes per level, ``len(features)`` entries).
@@ -50,6 +52,8 @@ class TreeGenerator(nn.Module):
         n_points: int | None = None,
         negative_slope: float = 0.2,
         fuse_loop: bool = True,
+        init: str = "official",
+        ancestor_scale: str = "sum",
     ) -> None:
         super().__init__()
         features = [int(f) for f in features]
@@ -63,13 +67,16 @@ class TreeGenerator(nn.Module):
         self.features = tuple(features)
         self.degrees = tuple(degrees)
         self.support = int(support)
+        self.init = init
+        self.ancestor_scale = ancestor_scale
         self.latent_dim = features[0]
         self.n_points = math.prod(degrees)
         self.node_counts = tuple(math.prod(degrees[:j]) for j in range(len(features)))
         last = len(degrees) - 1
         self.layers = nn.ModuleList(
             TreeGCN(l, features, degrees, support=support, activation=l != last,
-                    negative_slope=negative_slope, fuse_loop=fuse_loop)
+                    negative_slope=negative_slope, fuse_loop=fuse_loop, init=init,
+                    ancestor_scale=ancestor_scale)
             for l in range(len(degrees))
         )
 
@@ -90,4 +97,4 @@ class TreeGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"features={list(self.features)}, degrees={list(self.degrees)}, support={self.support}, "
-                f"nodes={list(self.node_counts)}")
+                f"nodes={list(self.node_counts)}, init={self.init!r}, ancestor_scale={self.ancestor_scale!r}")

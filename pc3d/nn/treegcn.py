@@ -9,6 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: Initialisations of :class:`TreeGCN` (``"official"``: the published code's scales).
+INITS = ("official", "node")
+#: Scalings of the ancestor sum of eq. (2).
+ANCESTOR_SCALES = ("sum", "mean")
+
 
 class TreeGCN(nn.Module):
     """One level of the tree-GAN generator: graph convolution over ancestors, then branching.
@@ -54,9 +59,23 @@ class TreeGCN(nn.Module):
     parameters and the outputs are the same up to float rounding; ``fuse_loop=False`` applies
     the two maps one after the other like the official code.
 
-    Init (``reset_parameters``): ``W_branch`` Xavier-uniform with the ReLU gain (fans of the 3-D
-    tensor as torch computes them), ``b`` uniform(+-1/sqrt(F')), ``W_root_j`` and the loop maps
-    PyTorch's default ``nn.Linear`` init.
+    Init (``reset_parameters``), ``init="official"``: ``W_branch`` Xavier-uniform with the ReLU
+    gain over the fans of the whole 3-D tensor as torch computes them (``fan_in = F * d*F``,
+    ``fan_out = N_l * d*F``), ``b`` uniform(+-1/sqrt(F')), ``W_root_j`` and the loop maps
+    PyTorch's default ``nn.Linear`` init. With those fans the branch weights are tiny (std
+    ~0.01 in a 1024-point decoder), so at init every child sits on its parent and a whole cloud
+    starts as one clump that Chamfer training has to pull apart (the clump-plus-halo
+    reconstructions of a TreeGCN autoencoder, experiments/RESULTS.md).
+
+    ``init="node"`` fixes the scale: each node's branch matrix ``(F, d*F)`` gets its own
+    Xavier-uniform fans with the LeakyReLU gain (``fan_in = F``, ``fan_out = d*F``), and the
+    loop product ``U`` is scaled to unit gain (``W_loop1`` Kaiming-uniform, ``W_loop2``
+    Xavier-uniform over ``K*F -> F'``), so siblings differ from the first step on.
+
+    Ancestor scale: ``ancestor_scale="sum"`` is eq. (2) as published; ``"mean"`` divides the
+    sum of the ``l + 1`` ancestor terms by ``l + 1``, so the root term's scale does not grow
+    with depth (one ancestor dominating every descendant's position is the other face of the
+    clump).
 
     Args:
         depth: index ``l`` of this layer (it has ``l + 1`` ancestor maps).
@@ -68,6 +87,8 @@ class TreeGCN(nn.Module):
         activation: ``False`` for the last layer (no bias, no activation).
         negative_slope: slope of the LeakyReLUs.
         fuse_loop: apply the product of the two loop maps (see Speed).
+        init: ``"official"`` (the published code's scales) or ``"node"`` (per-node fans; see Init).
+        ancestor_scale: ``"sum"`` (eq. 2) or ``"mean"`` (the sum divided by ``depth + 1``).
 
     Shapes:
         tree: a sequence of ``depth + 1`` tensors, ``tree[j]`` of shape
@@ -84,8 +105,14 @@ class TreeGCN(nn.Module):
         activation: bool = True,
         negative_slope: float = 0.2,
         fuse_loop: bool = True,
+        init: str = "official",
+        ancestor_scale: str = "sum",
     ) -> None:
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"TreeGCN: init must be one of {INITS}, got {init!r}")
+        if ancestor_scale not in ANCESTOR_SCALES:
+            raise ValueError(f"TreeGCN: ancestor_scale must be one of {ANCESTOR_SCALES}, got {ancestor_scale!r}")
         features = [int(f) for f in features]
         degrees = [int(d) for d in degrees]
         if not 0 <= depth < len(features) - 1 or depth >= len(degrees):
@@ -104,6 +131,8 @@ class TreeGCN(nn.Module):
         self.activation = bool(activation)
         self.negative_slope = float(negative_slope)
         self.fuse_loop = bool(fuse_loop)
+        self.init = init
+        self.ancestor_scale = ancestor_scale
 
         f_in, f_out = self.in_features, self.out_features
         self.W_root = nn.ModuleList(nn.Linear(f, f_out, bias=False) for f in self.ancestor_features)
@@ -126,7 +155,18 @@ class TreeGCN(nn.Module):
             lin.reset_parameters()
         for lin in self.W_loop:
             lin.reset_parameters()
-        nn.init.xavier_uniform_(self.W_branch, gain=nn.init.calculate_gain("relu"))
+        if self.init == "official":
+            nn.init.xavier_uniform_(self.W_branch, gain=nn.init.calculate_gain("relu"))
+        else:  # per-node fans: fan_in = F, fan_out = d*F
+            gain = nn.init.calculate_gain("leaky_relu", self.negative_slope)
+            f_in, f_br = self.W_branch.shape[1], self.W_branch.shape[2]
+            bound = gain * math.sqrt(6.0 / (f_in + f_br))
+            with torch.no_grad():
+                self.W_branch.uniform_(-bound, bound)
+            nn.init.kaiming_uniform_(self.W_loop[0].weight, a=self.negative_slope, nonlinearity="leaky_relu")
+            nn.init.xavier_uniform_(self.W_loop[1].weight)
+            with torch.no_grad():  # unit gain of U = W_loop2 W_loop1 (W_loop1's gain is ~sqrt(2))
+                self.W_loop[0].weight.mul_(1.0 / nn.init.calculate_gain("leaky_relu", self.negative_slope))
         bound = 1.0 / math.sqrt(self.out_features)
         with torch.no_grad():
             self.bias.uniform_(-bound, bound)
@@ -158,6 +198,8 @@ class TreeGCN(nn.Module):
             if nj != n:
                 term = term.unsqueeze(2).expand(b, nj, n // nj, f_out).reshape(b, n, f_out)
             root = term if root is None else root + term
+        if self.ancestor_scale == "mean" and len(tree) > 1:
+            root = root / len(tree)
 
         # branching: per-node weights, (B, N, F) x (N, F, d*F) -> (B, N, d*F) -> (B, N*d, F)
         children = torch.einsum("bnf,nfg->bng", x, self.W_branch).reshape(b, n * d, f_in)
@@ -179,4 +221,5 @@ class TreeGCN(nn.Module):
                 f"nodes={self.nodes}->{self.out_nodes} (degree {self.degree}), support={self.support}, "
                 f"ancestors={list(self.ancestor_features)}, W_branch={tuple(self.W_branch.shape)}, "
                 f"bias={tuple(self.bias.shape)}{'' if self.activation else ' (unused, frozen)'}, "
-                f"activation={self.activation}, fuse_loop={self.fuse_loop}")
+                f"activation={self.activation}, fuse_loop={self.fuse_loop}, init={self.init!r}, "
+                f"ancestor_scale={self.ancestor_scale!r}")

@@ -75,6 +75,8 @@ def _naive_treegcn(layer: TreeGCN, tree: list[torch.Tensor], fused: bool) -> tor
         for i in range(layer.nodes):
             root = sum(layer.W_root[j].weight @ tree[j][s, i // (layer.nodes // n_j)]
                        for j, n_j in enumerate(layer.ancestor_nodes))
+            if layer.ancestor_scale == "mean":
+                root = root / len(tree)
             branch = x[s, i] @ layer.W_branch[i]  # (d*F,)
             for k in range(layer.degree):
                 c = torch.nn.functional.leaky_relu(branch[k * layer.in_features:(k + 1) * layer.in_features], 0.2)
@@ -88,10 +90,12 @@ def _naive_treegcn(layer: TreeGCN, tree: list[torch.Tensor], fused: bool) -> tor
 
 @pytest.mark.parametrize("activation", [True, False])
 @pytest.mark.parametrize("fuse_loop", [True, False])
-def test_treegcn_matches_naive_update_rule(activation, fuse_loop):
+@pytest.mark.parametrize("ancestor_scale", ["sum", "mean"])
+def test_treegcn_matches_naive_update_rule(activation, fuse_loop, ancestor_scale):
     torch.manual_seed(0)
     features, degrees = [3, 4, 5, 6], [2, 3, 2]
-    layer = TreeGCN(2, features, degrees, support=3, activation=activation, fuse_loop=fuse_loop).double()
+    layer = TreeGCN(2, features, degrees, support=3, activation=activation, fuse_loop=fuse_loop,
+                    ancestor_scale=ancestor_scale).double()
     tree = [torch.randn(2, n, f, dtype=torch.float64, requires_grad=True)
             for n, f in zip((1, 2, 6), features[:3])]
     out = layer(tree)
@@ -130,6 +134,42 @@ def test_treegcn_init_and_reset_parameters():
     assert "nodes=2->8" in text and "W_branch=(2, 16, 64)" in text and "support=2" in text
     for b in (1, 3):  # no batch size stored in the layer
         assert layer([torch.randn(b, 1, 8), torch.randn(b, 2, 16)]).shape == (b, 8, 32)
+
+
+def test_node_init_bounds_and_same_layout_as_official():
+    torch.manual_seed(0)
+    layer = TreeGCN(1, [8, 16, 32], [2, 4], support=2, init="node")
+    n, f, df = layer.W_branch.shape
+    # per-node fans: fan_in = F, fan_out = d*F, LeakyReLU(0.2) gain
+    bound = nn.init.calculate_gain("leaky_relu", 0.2) * math.sqrt(6.0 / (f + df))
+    for i in range(n):
+        assert layer.W_branch[i].abs().max() <= bound and layer.W_branch[i].abs().max() > 0.8 * bound
+    official = TreeGCN(1, [8, 16, 32], [2, 4], support=2)
+    # same parameters, so a checkpoint of one loads into the other (warm starts across modes)
+    assert {k: v.shape for k, v in layer.state_dict().items()} == {k: v.shape for k, v in official.state_dict().items()}
+    official.load_state_dict(layer.state_dict())
+    assert "init='node'" in repr(layer) and "ancestor_scale='sum'" in repr(layer)
+    with pytest.raises(ValueError, match="init must be one of"):
+        TreeGCN(1, [8, 16, 32], [2, 4], init="xavier")
+    with pytest.raises(ValueError, match="ancestor_scale must be one of"):
+        TreeGCN(1, [8, 16, 32], [2, 4], ancestor_scale="max")
+
+
+def test_fixed_decoder_does_not_start_as_a_clump():
+    """The official init puts every child on its parent: a cloud starts as one clump (spread << offset).
+
+    The fixed decoder (per-node init, mean ancestor scale) starts with points spread over a
+    region about as wide as its offset from the origin."""
+    z = torch.rand(8, 128) * 8  # like a PointNet code after ReLU: non-negative, mean ~4
+    spreads = {}
+    for init, scale in (("official", "sum"), ("node", "mean")):
+        torch.manual_seed(0)
+        g = TreeGenerator([128, 128, 64, 64, 32, 3], [2, 2, 4, 8, 8], init=init, ancestor_scale=scale)
+        with torch.no_grad():
+            y = g(z)
+        spreads[init] = (y.std(1).mean() / y.mean(1).abs().mean()).item()
+    assert spreads["official"] < 0.1, spreads
+    assert spreads["node"] > 0.5, spreads
 
 
 def test_generator_any_degrees_and_errors():
