@@ -64,8 +64,10 @@ float32, the scored samples), the GAN runs' CSV logs (``<out>/<variant>/csv/metr
         --out outputs/generators/side_by_side --grid
     python experiments/plot_quality_vs_time.py outputs/generators/side_by_side
 
-``--resume`` reuses every stage (``<stage dir>/stage.json``) and evaluation (``<out>/<variant>/eval.json``)
-already finished in ``--out``; trailing ``key=value`` arguments are Hydra overrides for every training run.
+``--resume`` reuses every stage (``<stage dir>/stage.json``) and evaluation (``<out>/<variant>/eval.json``, when
+it scored the same checkpoint the same way) already finished in ``--out``, so ``--resume --eval-ckpt end`` re-scores
+the trained runs at the end of their budgets (overwriting side_by_side.json and the samples); trailing
+``key=value`` arguments are Hydra overrides for every training run.
 """
 
 from __future__ import annotations
@@ -360,6 +362,7 @@ class Scorer:
         self.emd_points = emd_points
         self.seed = seed
         self.refs_emd = subsample(self.refs, emd_points, seed)
+        self.fpd_classifier = fpd_classifier
         self.net = None if fpd_classifier is None else load_classifier(fpd_classifier)
         self.ref_stats = None
         if self.net is not None:
@@ -442,10 +445,14 @@ def eval_variant(runner: Runner, variant: str, stages: dict, scorer: Scorer) -> 
     a = runner.args
     vdir = runner.out / variant
     eval_path = vdir / "eval.json"
-    if a.resume and eval_path.is_file():
-        return json.loads(eval_path.read_text())
     gan = stages["gan"]
     ckpt = (gan["best_ckpt"] or gan["end_ckpt"]) if a.eval_ckpt == "best" else gan["end_ckpt"]
+    protocol = {"ckpt": ckpt, "n_eval": a.n_eval, "eval_seed": a.eval_seed, "emd_points": a.emd_points,
+                "fpd_classifier": None if scorer.net is None else str(scorer.fpd_classifier)}
+    if a.resume and eval_path.is_file():
+        cached = json.loads(eval_path.read_text())
+        if cached.get("protocol") == protocol:  # the same checkpoint scored the same way
+            return cached
     model = load_model(ckpt)
     with torch.no_grad():
         samples = model.sample(a.n_eval, seed=a.eval_seed).detach().cpu().float()
@@ -453,7 +460,7 @@ def eval_variant(runner: Runner, variant: str, stages: dict, scorer: Scorer) -> 
         raise ValueError(f"{variant}: samples have shape {tuple(samples.shape)}, expected (n, {N_POINTS}, 3)")
     samples_path = atomic_save_npy(vdir / "eval_samples.npy", samples.numpy())
     metrics = scorer(samples)
-    result = {"ckpt": ckpt, "samples": str(samples_path), "metrics": metrics}
+    result = {"ckpt": ckpt, "samples": str(samples_path), "metrics": metrics, "protocol": protocol}
     atomic_write_json(eval_path, result)
     return result
 
