@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from pc3d.metrics.probe import linear_probe
-from pc3d.ops import chamfer_distance
+from pc3d.models._uniformity import check_uniformity_args
+from pc3d.ops import chamfer_distance, uniformity_loss
 
 
 class Autoencoder(L.LightningModule):
@@ -22,9 +23,18 @@ class Autoencoder(L.LightningModule):
     contract plugs in (the fully connected :class:`pc3d.nn.FCDecoder` by default; the tree-GAN
     generator later).
 
-    Logged: ``train/loss`` (= train CD), ``val/cd``, ``test/cd`` and, at the end of testing,
-    ``test/linear_probe_acc``: a logistic regression fitted on the frozen latents of the train
-    split (``datamodule.probe_dataloader("train")``) predicts the category of the test shapes.
+    Optional density-uniformity term: with ``uniformity_weight > 0`` the training loss is
+    ``CD + uniformity_weight * U(recon)``, ``U`` being :func:`pc3d.ops.uniformity_loss` with
+    ``k = uniformity_k`` (squared coefficient of variation of each reconstructed point's mean
+    distance to its k nearest neighbours, batch mean), which pushes the decoder towards evenly
+    spread points. The default 0 computes no such term (the plain Chamfer loss, bit for bit).
+    Validation and test report the Chamfer distance only.
+
+    Logged: ``train/loss`` (the training loss: CD, plus the weighted uniformity term when on,
+    and then also ``train/cd`` and ``train/uniformity``, unweighted), ``val/cd``, ``test/cd``
+    and, at the end of testing, ``test/linear_probe_acc``: a logistic regression fitted on the
+    frozen latents of the train split (``datamodule.probe_dataloader("train")``) predicts the
+    category of the test shapes.
     CD values are in the units of the (normalised) data, squared.
 
     Shapes:
@@ -41,6 +51,8 @@ class Autoencoder(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         linear_probe: bool = True,
+        uniformity_weight: float = 0.0,
+        uniformity_k: int = 8,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -49,6 +61,9 @@ class Autoencoder(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.run_linear_probe = bool(linear_probe)
+        self.uniformity_weight, self.uniformity_k = check_uniformity_args(
+            "Autoencoder", uniformity_weight, uniformity_k, getattr(decoder, "n_points", None)
+        )
         enc_dim = getattr(encoder, "latent_dim", self.latent_dim)
         dec_dim = getattr(decoder, "latent_dim", self.latent_dim)
         if enc_dim != self.latent_dim or dec_dim != self.latent_dim:
@@ -69,11 +84,27 @@ class Autoencoder(L.LightningModule):
         return self.decode(self.encode(points))
 
     # ------------------------------------------------------------------ steps
+    def reconstruction_loss(self, recon: torch.Tensor, points: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Training loss of a reconstruction ``recon`` (B, N_out, 3) of ``points`` (B, N, 3).
+
+        ``CD(recon, points)``, plus ``uniformity_weight * uniformity_loss(recon, k=uniformity_k)``
+        when ``uniformity_weight > 0`` (then the parts hold ``{"cd": CD, "uniformity": U}``,
+        detached; otherwise they are empty). Returns ``(scalar loss, parts)``.
+        """
+        loss = chamfer_distance(recon, points)
+        if self.uniformity_weight == 0:
+            return loss, {}
+        u = uniformity_loss(recon, k=self.uniformity_k)
+        return loss + self.uniformity_weight * u, {"cd": loss.detach(), "uniformity": u.detach()}
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         points = batch["points"]
-        loss = chamfer_distance(self(points), points)
+        loss, parts = self.reconstruction_loss(self(points), points)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True,
                  batch_size=points.shape[0])
+        if parts:
+            self.log_dict({f"train/{k}": v for k, v in parts.items()}, on_step=True, on_epoch=True, sync_dist=True,
+                          batch_size=points.shape[0])
         return loss
 
     def _eval_step(self, batch: dict, stage: str) -> dict:

@@ -16,6 +16,8 @@ from torch import nn
 # EVAL_KEYS: the metrics logged under val/ (re-exported; the protocol is shared with the latent GAN)
 from pc3d.models._generation import EVAL_KEYS as EVAL_KEYS
 from pc3d.models._generation import ReferenceClouds, generation_metrics
+from pc3d.models._uniformity import check_uniformity_args
+from pc3d.ops import uniformity_loss
 
 log = logging.getLogger("pc3d.treegan")
 
@@ -133,7 +135,12 @@ class TreeGAN(L.LightningModule):
 
         L_D = mean D(G(z)) - mean D(x) + gp_lambda * GP        (GP: :func:`gradient_penalty`)
 
-    then one generator step minimising ``L_G = -mean D(G(z))`` with fresh noise (B samples).
+    then one generator step minimising ``L_G = -mean D(G(z))`` with fresh noise (B samples),
+    plus ``uniformity_weight * U(G(z))`` when ``uniformity_weight > 0``: ``U`` is
+    :func:`pc3d.ops.uniformity_loss` with ``k = uniformity_k`` (the squared coefficient of
+    variation of each point's mean distance to its k nearest neighbours, batch mean; 0 for even
+    spacing, large for tree-GAN's dense clumps with a sparse halo). The default 0 computes no
+    such term (the plain tree-GAN loss, bit for bit).
     Both nets use Adam, lr 1e-4, betas (0.0, 0.99) by default (floats: PyTorch rejects the
     official integer 0). ``gradient_clip_val`` (default off, as in the paper) clips the
     gradient norm of each net before its step.
@@ -145,7 +152,9 @@ class TreeGAN(L.LightningModule):
     Logged every iteration (and as epoch means): ``train/d_loss`` and ``train/gp`` (means over
     the iteration's critic steps, ``d_loss`` includes ``gp_lambda * gp``), ``train/wasserstein``
     (``mean D(x) - mean D(G(z))``, the critic's estimate of the Wasserstein-1 distance, mean over
-    the critic steps) and ``train/g_loss``.
+    the critic steps) and ``train/g_loss`` (the whole generator loss, including the weighted
+    uniformity term), plus ``train/g_uniformity`` (``U(G(z))``, unweighted) when
+    ``uniformity_weight > 0``.
 
     Validation: the first ``eval_samples`` validation clouds (in loader order; gathered over
     ranks) are the references ``R``; every ``eval_every_n_epochs`` epochs, ``|R|`` clouds are
@@ -202,6 +211,8 @@ class TreeGAN(L.LightningModule):
         warm_start: str | None = None,
         warm_start_prefix: str | None = None,
         fpd: Callable[[torch.Tensor], float] | Mapping[str, Any] | None = None,
+        uniformity_weight: float = 0.0,
+        uniformity_k: int = 8,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -219,6 +230,9 @@ class TreeGAN(L.LightningModule):
                 raise ValueError(f"TreeGAN: {name} must be an int >= {low}, got {value!r}")
         if gp_lambda < 0:
             raise ValueError(f"TreeGAN: gp_lambda must be >= 0, got {gp_lambda}")
+        self.uniformity_weight, self.uniformity_k = check_uniformity_args(
+            "TreeGAN", uniformity_weight, uniformity_k, getattr(generator, "n_points", None)
+        )
         self.generator = generator
         self.critic = critic
         self.latent_dim = int(latent_dim)
@@ -313,6 +327,19 @@ class TreeGAN(L.LightningModule):
             self.clip_gradients(opt, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
         opt.step()
 
+    def generator_loss(self, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator's loss on its own samples ``fake`` (B, N, 3), and the logged parts.
+
+        ``L_G = -mean D(fake)``, plus ``uniformity_weight * uniformity_loss(fake, k=uniformity_k)``
+        when ``uniformity_weight > 0`` (then the parts hold ``{"g_uniformity": U}``, detached;
+        otherwise they are empty). Returns ``(scalar loss, parts)``.
+        """
+        g_loss = -self.critic(fake).mean()
+        if self.uniformity_weight == 0:
+            return g_loss, {}
+        u = uniformity_loss(fake, k=self.uniformity_k)
+        return g_loss + self.uniformity_weight * u, {"g_uniformity": u.detach()}
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
         real = batch["points"]
         if real.dim() != 3 or real.shape[2] != 3:
@@ -338,7 +365,7 @@ class TreeGAN(L.LightningModule):
 
         # generator: one step; the critic's parameters need no gradients here (toggled off and back)
         self.toggle_optimizer(opt_g)
-        g_loss = -self.critic(self.generator(self._noise(b))).mean()
+        g_loss, g_parts = self.generator_loss(self.generator(self._noise(b)))
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         self._step(opt_g)
@@ -349,6 +376,7 @@ class TreeGAN(L.LightningModule):
             "train/gp": torch.stack(gps).mean(),
             "train/wasserstein": torch.stack(wds).mean(),
             "train/g_loss": g_loss.detach(),
+            **{f"train/{k}": v for k, v in g_parts.items()},
         }
         self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=b)
 

@@ -40,10 +40,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["BACKENDS", "gather_points", "nearest_indices", "nearest_neighbors", "validate_pair"]
+__all__ = [
+    "BACKENDS",
+    "KNN_WITHIN_BACKENDS",
+    "gather_points",
+    "knn_within_indices",
+    "nearest_indices",
+    "nearest_neighbors",
+    "validate_cloud",
+    "validate_pair",
+]
 
 #: Accepted values of ``backend``.
 BACKENDS = ("auto", "kdtree", "torch")
+
+#: Accepted values of ``backend`` in :func:`knn_within_indices`.
+KNN_WITHIN_BACKENDS = ("auto", "numba", "kdtree", "torch")
 
 #: Upper bound, in bytes, of one tile of the score matrix in the ``"torch"`` back-end.
 TORCH_TILE_BYTES = 128 * 1024**2
@@ -83,6 +95,21 @@ def _all_finite(t: Tensor) -> bool:
         # costs a scheduler tick per torch op.
         return bool(np.isfinite(t.numpy()).all())
     return bool(torch.isfinite(t).all())
+
+
+def validate_cloud(x: Tensor, name: str = "x") -> None:
+    """Check one batch of point clouds at a public boundary.
+
+    Shapes:
+        x: ``(B, N, 3)`` with ``B, N >= 1``.
+
+    Raises:
+        TypeError: not a tensor, or not floating point.
+        ValueError: wrong shape, empty, NaN or inf.
+    """
+    _check_cloud(x, name)
+    if not _all_finite(x):
+        raise ValueError(f"{name} contains NaN or infinite coordinates; expected finite values")
 
 
 def validate_pair(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y")) -> None:
@@ -136,6 +163,12 @@ def _have_scipy() -> bool:
     except ImportError:  # pragma: no cover - scipy is a declared dependency
         return False
     return True
+
+
+def _have_numba() -> bool:
+    from pc3d.ops._grid_knn import have_numba
+
+    return have_numba()
 
 
 def _to_numpy64(t: Tensor) -> np.ndarray:
@@ -226,6 +259,137 @@ def _torch_indices(x: Tensor, y: Tensor, chunk_size: int | None) -> Tensor:
                 score.addcmul_(a[..., 1:2], yb[:, 1:2]).addcmul_(a[..., 2:3], yb[:, 2:3])
             idx[b0:b1, r0:r1] = score.argmin(dim=-1)
     return idx
+
+
+def _drop_self(idx: np.ndarray) -> np.ndarray:
+    """Remove each point's own index from its ``k + 1`` nearest (sorted by distance).
+
+    When duplicates of point ``i`` push ``i`` itself out of its list (ties at distance 0),
+    the farthest entry is dropped instead, so each row keeps the ``k`` nearest other points.
+
+    Shapes:
+        idx: ``(..., N, k + 1)`` -> ``(..., N, k)``.
+    """
+    n, k1 = idx.shape[-2], idx.shape[-1]
+    is_self = idx == np.arange(n)[:, None]
+    is_self[..., -1] |= ~is_self.any(axis=-1)
+    return idx[~is_self].reshape(*idx.shape[:-1], k1 - 1)
+
+
+def _kdtree_knn_within(xn: np.ndarray, k: int) -> np.ndarray:
+    """``k`` nearest other points of every point, one KD-tree per cloud, on the thread pool.
+
+    Shapes:
+        xn: float64 ``(B, N, 3)`` -> int64 ``(B, N, k)``.
+    """
+    from scipy.spatial import cKDTree
+
+    B = xn.shape[0]
+    threads = _num_threads()
+    workers = max(1, threads // B)
+
+    def job(b: int) -> np.ndarray:
+        tree = cKDTree(xn[b], leafsize=_KDTREE_LEAFSIZE, balanced_tree=_KDTREE_BALANCED)
+        return tree.query(xn[b], k=k + 1, workers=workers)[1]
+
+    if B == 1 or threads == 1:
+        found = [job(b) for b in range(B)]
+    else:
+        found = list(_get_pool(threads).map(job, range(B)))
+    return np.ascontiguousarray(_drop_self(np.stack(found)).astype(np.int64, copy=False))
+
+
+def _numba_knn_within(xn: np.ndarray, k: int) -> np.ndarray:
+    """Uniform-grid search (:mod:`pc3d.ops._grid_knn`), clouds split over the thread pool; the
+    clouds the grid would handle badly (far outliers) go to the KD-tree.
+
+    Shapes:
+        xn: float64 ``(B, N, 3)`` -> int64 ``(B, N, k)``.
+    """
+    from pc3d.ops._grid_knn import grid_knn_within
+
+    B = xn.shape[0]
+    threads = min(_num_threads(), B)
+    if threads == 1:
+        idx, ok = grid_knn_within(xn, k)
+    else:
+        bounds = np.linspace(0, B, threads + 1).astype(int)
+        parts = list(_get_pool(_num_threads()).map(
+            lambda i: grid_knn_within(xn[bounds[i] : bounds[i + 1]], k), range(threads)
+        ))
+        idx = np.concatenate([p[0] for p in parts])
+        ok = np.concatenate([p[1] for p in parts])
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        idx[bad] = _kdtree_knn_within(np.ascontiguousarray(xn[bad]), k)
+    return idx
+
+
+def _torch_knn_within(x: Tensor, k: int, chunk_size: int | None) -> Tensor:
+    """Tiled brute-force ``topk`` of ``||x_j||^2 - 2 x_i.x_j`` with ``j = i`` masked out."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    B, N, _ = x.shape
+    xc = x - x.mean(dim=1, keepdim=True)
+    x2 = xc.square().sum(-1).unsqueeze(1)  # (B, 1, N)
+    xt = xc.transpose(1, 2)  # (B, 3, N)
+    xm2 = -2.0 * xc
+    use_matmul = _exact_matmul(x.dtype)
+    rows = max(1, TORCH_TILE_BYTES // (N * x.element_size())) if chunk_size is None else int(chunk_size)
+    if rows >= N:
+        b_step, rows = max(1, rows // N), N
+    else:
+        b_step = 1
+    idx = torch.empty(B, N, k, dtype=torch.int64, device=x.device)
+    for b0 in range(0, B, b_step):
+        b1 = min(B, b0 + b_step)
+        for r0 in range(0, N, rows):
+            r1 = min(N, r0 + rows)
+            a, xb = xm2[b0:b1, r0:r1], xt[b0:b1]
+            if use_matmul:
+                score = torch.baddbmm(x2[b0:b1], a, xb)
+            else:
+                score = torch.addcmul(x2[b0:b1], a[..., 0:1], xb[:, 0:1])
+                score.addcmul_(a[..., 1:2], xb[:, 1:2]).addcmul_(a[..., 2:3], xb[:, 2:3])
+            own = torch.arange(r0, r1, device=x.device)
+            score[:, own - r0, own] = float("inf")  # a point is not its own neighbour
+            idx[b0:b1, r0:r1] = score.topk(k, dim=-1, largest=False, sorted=True).indices
+    return idx
+
+
+def knn_within_indices(x: Tensor, k: int, *, backend: str = "auto", chunk_size: int | None = None) -> Tensor:
+    """Indices of the ``k`` nearest OTHER points of every point, within its own cloud.
+
+    Exact (squared euclidean distance), sorted nearest first; point ``i`` itself is never
+    returned, but its duplicates (other indices at distance 0) are. Ties are broken
+    arbitrarily. Internal building block (e.g. of :func:`pc3d.ops.uniformity_loss`): no
+    validation of ``x`` (callers check it, and ``1 <= k < N``), no autograd.
+
+    Back-ends (:data:`KNN_WITHIN_BACKENDS`): ``"numba"`` (CPU: a uniform grid per cloud,
+    :mod:`pc3d.ops._grid_knn`, ~1.7x faster than the KD-tree on surface samples; clouds with a
+    far outlier fall back to the KD-tree), ``"kdtree"`` (one scipy tree per cloud, queried for
+    ``k + 1`` neighbours; ``O(B N log N)``), ``"torch"`` (any device: tiled brute force with
+    ``topk``; ``O(B N^2)`` time, one tile of ``~128 MiB`` or ``chunk_size x N`` scores at a
+    time), ``"auto"`` (numba on CPU when installed, else kdtree; torch on CUDA). The CPU
+    back-ends search in float64 and spread the clouds over the thread pool.
+
+    Shapes:
+        x: ``(B, N, 3)`` -> int64 ``(B, N, k)`` on the device of ``x``.
+    """
+    if backend not in KNN_WITHIN_BACKENDS:
+        raise ValueError(f"backend must be one of {KNN_WITHIN_BACKENDS}, got {backend!r}")
+    if backend == "numba" and not _have_numba():
+        raise ValueError("backend='numba' needs the numba package (pip install numba)")
+    which = backend
+    if backend == "auto":
+        which = "numba" if x.device.type == "cpu" and _have_numba() else _resolve_backend("auto", x.device)
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    with torch.no_grad():
+        if which == "torch":
+            return _torch_knn_within(x.detach(), k, chunk_size)
+        search = _numba_knn_within if which == "numba" else _kdtree_knn_within
+        return torch.from_numpy(search(_to_numpy64(x), k)).to(x.device)
 
 
 def _resolve_backend(backend: str, device: torch.device) -> str:

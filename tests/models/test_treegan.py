@@ -224,3 +224,96 @@ def test_autoencoder_tree_decoder_config_warm_starts_the_gan_config(tmp_path):
     gan = instantiate(compose_train(["model=treegan", f"model.warm_start={ckpt}"], tmp_path).model)
     gan.setup("fit")
     assert all(torch.equal(v, ae.decoder.state_dict()[k]) for k, v in gan.generator.state_dict().items())
+
+
+# ---------------------------------------------------------------------------- density-uniformity term
+
+
+def _u_ref(clouds: torch.Tensor, k: int) -> torch.Tensor:
+    """Batch mean of Var(r) / mean(r)^2, r_i = mean distance to the k nearest other points (float64)."""
+    x = clouds.detach().double()
+    d = torch.cdist(x, x)
+    d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    r = d.topk(k, dim=2, largest=False).values.mean(dim=2)
+    return (r.var(dim=1, unbiased=False) / r.mean(dim=1) ** 2).mean()
+
+
+def _fit_one_iteration(model: TreeGAN, seed: int = 1) -> tuple[dict, list[torch.Tensor]]:
+    """One tree-GAN iteration (n_critic critic steps + 1 G step); returns the logged metrics and the
+    clouds the generator loss saw."""
+    seen = []
+    generator_loss = model.generator_loss
+
+    def spy(fake):
+        seen.append(fake.detach().clone())
+        return generator_loss(fake)
+
+    model.generator_loss = spy
+    torch.manual_seed(seed)
+    t = trainer(limit_train_batches=1)
+    t.fit(model, train_dataloaders=loader(4, 4))
+    return dict(t.callback_metrics), seen
+
+
+def test_uniformity_weight_zero_is_bit_identical_to_the_default():
+    torch.manual_seed(0)
+    default = tiny_gan(n_critic=2)
+    torch.manual_seed(0)
+    explicit = tiny_gan(n_critic=2, uniformity_weight=0.0, uniformity_k=3)
+    assert default.uniformity_weight == 0.0 and default.uniformity_k == 8  # the defaults
+    assert default.hparams["uniformity_weight"] == 0.0 and explicit.hparams["uniformity_k"] == 3
+    # the generator loss is exactly the plain WGAN one: -mean D(G(z))
+    fake = torch.randn(4, N, 3, generator=torch.Generator().manual_seed(5))
+    loss, parts = explicit.generator_loss(fake)
+    assert torch.equal(loss, -explicit.critic(fake).mean()) and parts == {}
+
+    m_default, seen_default = _fit_one_iteration(default)
+    m_explicit, seen_explicit = _fit_one_iteration(explicit)
+    assert "train/g_uniformity" not in m_explicit and set(m_explicit) == set(m_default)
+    for key in m_default:
+        assert torch.equal(m_default[key], m_explicit[key]), key
+    assert torch.equal(seen_default[0], seen_explicit[0])
+    for (name, a), b in zip(default.state_dict().items(), explicit.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_uniformity_term_adds_exactly_weight_times_u():
+    weight, k = 0.37, 3
+    torch.manual_seed(0)
+    plain = tiny_gan(n_critic=2)
+    torch.manual_seed(0)
+    unif = tiny_gan(n_critic=2, uniformity_weight=weight, uniformity_k=k)
+
+    # on fixed clouds: L_G = -mean D(x) + weight * U(x), U checked against an independent reference
+    fake = torch.randn(4, N, 3, generator=torch.Generator().manual_seed(5))
+    loss, parts = unif.generator_loss(fake)
+    adv = -unif.critic(fake).mean()
+    torch.testing.assert_close(parts["g_uniformity"].double(), _u_ref(fake, k), rtol=1e-5, atol=0)
+    assert torch.equal(loss, adv + weight * parts["g_uniformity"])
+    assert torch.equal(plain.generator_loss(fake)[0], adv)  # same init: same critic
+
+    # in training: the critic steps are untouched, the G step's loss moves by exactly weight * U(G(z))
+    m_plain, seen_plain = _fit_one_iteration(plain)
+    m_unif, seen_unif = _fit_one_iteration(unif)
+    assert torch.equal(seen_plain[0], seen_unif[0])  # same generator, same noise: same clouds
+    for key in ("train/d_loss_step", "train/gp_step", "train/wasserstein_step"):
+        assert torch.equal(m_plain[key], m_unif[key]), key
+    u = m_unif["train/g_uniformity_step"]
+    torch.testing.assert_close(u.double(), _u_ref(seen_unif[0], k), rtol=1e-5, atol=0)
+    assert u > 0
+    assert torch.equal(m_unif["train/g_loss_step"], m_plain["train/g_loss_step"] + weight * u)
+    # and the generator took a different step (the term has a gradient), the critic the same ones
+    assert all(torch.equal(a, b) for a, b in zip(plain.critic.parameters(), unif.critic.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(plain.generator.parameters(), unif.generator.parameters()))
+
+
+def test_uniformity_arguments_are_checked():
+    with pytest.raises(ValueError, match="uniformity_weight"):
+        tiny_gan(uniformity_weight=-0.1)
+    with pytest.raises(ValueError, match="uniformity_weight"):
+        tiny_gan(uniformity_weight=float("nan"))
+    with pytest.raises(ValueError, match="uniformity_k"):
+        tiny_gan(uniformity_k=0)
+    with pytest.raises(ValueError, match="uniformity_k must be < the number of generated points"):
+        tiny_gan(uniformity_weight=1.0, uniformity_k=N)
+    tiny_gan(uniformity_weight=0.0, uniformity_k=N)  # off: k is not used, so not checked against N
