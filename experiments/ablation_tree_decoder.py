@@ -54,6 +54,9 @@ def variants() -> dict[str, dict]:
         "nm_deg4": {"decoder": {**NODE_MEAN, "degrees": [4, 4, 4, 4, 4]}, "lr": 1e-3, "batch_size": 16},
         "nm_deg_last4": {"decoder": {**NODE_MEAN, "features": [128, 128, 64, 64, 32, 32, 3],
                                      "degrees": [2, 2, 4, 4, 4, 4]}, "lr": 1e-3, "batch_size": 16},
+        "nm_bias": {"decoder": {**NODE_MEAN, "node_bias": True}, "lr": 1e-3, "batch_size": 16},
+        "nm_bias_lr2e3": {"decoder": {**NODE_MEAN, "node_bias": True}, "lr": 2e-3, "batch_size": 16},
+        "nm_bias_bs32": {"decoder": {**NODE_MEAN, "node_bias": True}, "lr": 2e-3, "batch_size": 32},
     }
     return v
 

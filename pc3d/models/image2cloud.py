@@ -215,6 +215,11 @@ class Image2Cloud(L.LightningModule):
             raise ValueError(f"Image2Cloud: cannot initialize the decoder ({type(self.decoder).__name__}) from the "
                              f"autoencoder's {type(src).__name__} ({self.ae_ckpt}); use the same decoder "
                              f"(model/decoder=...) or init_decoder_from_ae=false")
+        for key in ("ancestor_scale",):  # same weights, different function: refuse
+            theirs_rule, ours_rule = getattr(src, key, None), getattr(self.decoder, key, None)
+            if theirs_rule != ours_rule:
+                raise ValueError(f"Image2Cloud: the autoencoder's decoder ({self.ae_ckpt}) has {key}="
+                                 f"{theirs_rule!r} but this decoder has {ours_rule!r}; set model.decoder.{key}")
         own, theirs = self.decoder.state_dict(), src.state_dict()
         diff = sorted(set(own) ^ set(theirs))
         bad = [f"{k}: ae {tuple(theirs[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()

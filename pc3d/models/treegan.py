@@ -100,8 +100,36 @@ def load_generator_weights(generator: nn.Module, ckpt_path: str | os.PathLike, p
             f"the same features/degrees/support? missing={missing[:5]}, unexpected={unexpected[:5]}, "
             f"shape mismatches={mismatched[:5]}"
         )
+    _check_forward_rule(generator, ckpt, p, path)
     generator.load_state_dict(sub, strict=True)
     return p
+
+
+#: TreeGenerator arguments that change the forward rule without changing any weight's shape.
+_RULE_KEYS = ("ancestor_scale",)
+
+
+def _check_forward_rule(generator: nn.Module, ckpt: Any, prefix: str, path: Path) -> None:
+    """Refuse weights trained under another forward rule (same shapes, different function).
+
+    The checkpoint's stored run config (``pc3d_config``, plain data) names the source network's
+    arguments; a TreeGenerator trained with ``ancestor_scale="mean"`` computes another function
+    under ``"sum"``, so such a warm start would silently start from garbage.
+    """
+    cfg = ckpt.get("pc3d_config") if isinstance(ckpt, dict) else None
+    model_cfg = cfg.get("model") if isinstance(cfg, dict) else None
+    net_cfg = model_cfg.get(prefix.rstrip(".")) if isinstance(model_cfg, dict) and prefix else None
+    if not isinstance(net_cfg, dict):
+        return
+    for key in _RULE_KEYS:
+        ours = getattr(generator, key, None)
+        theirs = net_cfg.get(key, "sum" if key == "ancestor_scale" else None)
+        if ours is not None and theirs is not None and ours != theirs:
+            raise ValueError(
+                f"warm start: {path} was trained with model.{prefix.rstrip('.')}.{key}={theirs!r} but this "
+                f"generator has {key}={ours!r}; set model.generator.{key}={theirs!r} (the weights fit, the "
+                f"function would not)"
+            )
 
 
 def _fpd_spec(fpd: Any) -> Callable[[torch.Tensor], float] | dict | None:

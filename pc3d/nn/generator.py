@@ -33,8 +33,8 @@ class TreeGenerator(nn.Module):
         n_points: optional; if given it must equal ``prod(degrees)`` (links configs to the data).
         negative_slope: slope of the LeakyReLUs.
         fuse_loop: see :class:`TreeGCN` (same outputs, faster).
-        init, ancestor_scale: see :class:`TreeGCN`; ``"official"`` and ``"sum"`` are the paper's
-            layout, ``"node"`` and ``"mean"`` the fixed decoder (experiments/RESULTS.md).
+        init, ancestor_scale, node_bias: see :class:`TreeGCN`; ``"official"``, ``"sum"`` and
+            ``False`` are the paper's layout (experiments/RESULTS.md has the ablation).
 
     Attributes: ``latent_dim`` (= ``features[0]``), ``n_points`` (= ``prod(degrees)``),
     ``node_counts`` (nodes per level, ``len(features)`` entries).
@@ -54,6 +54,7 @@ class TreeGenerator(nn.Module):
         fuse_loop: bool = True,
         init: str = "official",
         ancestor_scale: str = "sum",
+        node_bias: bool = False,
     ) -> None:
         super().__init__()
         features = [int(f) for f in features]
@@ -69,6 +70,7 @@ class TreeGenerator(nn.Module):
         self.support = int(support)
         self.init = init
         self.ancestor_scale = ancestor_scale
+        self.node_bias = bool(node_bias)
         self.latent_dim = features[0]
         self.n_points = math.prod(degrees)
         self.node_counts = tuple(math.prod(degrees[:j]) for j in range(len(features)))
@@ -76,7 +78,7 @@ class TreeGenerator(nn.Module):
         self.layers = nn.ModuleList(
             TreeGCN(l, features, degrees, support=support, activation=l != last,
                     negative_slope=negative_slope, fuse_loop=fuse_loop, init=init,
-                    ancestor_scale=ancestor_scale)
+                    ancestor_scale=ancestor_scale, node_bias=node_bias)
             for l in range(len(degrees))
         )
 
@@ -97,4 +99,5 @@ class TreeGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"features={list(self.features)}, degrees={list(self.degrees)}, support={self.support}, "
-                f"nodes={list(self.node_counts)}, init={self.init!r}, ancestor_scale={self.ancestor_scale!r}")
+                f"nodes={list(self.node_counts)}, init={self.init!r}, ancestor_scale={self.ancestor_scale!r}, "
+                f"node_bias={self.node_bias}")
