@@ -57,6 +57,9 @@ def variants() -> dict[str, dict]:
         "nm_bias": {"decoder": {**NODE_MEAN, "node_bias": True}, "lr": 1e-3, "batch_size": 16},
         "nm_bias_lr2e3": {"decoder": {**NODE_MEAN, "node_bias": True}, "lr": 2e-3, "batch_size": 16},
         "nm_bias_bs32": {"decoder": {**NODE_MEAN, "node_bias": True}, "lr": 2e-3, "batch_size": 32},
+        "nm_unif1e-3": {"decoder": NODE_MEAN, "lr": 1e-3, "batch_size": 16, "uniformity": 1e-3},
+        "nm_unif3e-3": {"decoder": NODE_MEAN, "lr": 1e-3, "batch_size": 16, "uniformity": 3e-3},
+        "fc_unif1e-3": {"decoder": "fc", "lr": 1e-3, "batch_size": 32, "uniformity": 1e-3},
     }
     return v
 
@@ -130,13 +133,18 @@ def run_variant(name: str, variant: dict, dm_train, dm_test, *, epochs: int | No
                 lr *= (step + 1) / warmup
             for group in opt.param_groups:
                 group["lr"] = lr
-            loss = chamfer_distance(model["decoder"](model["encoder"](pts)), pts)
+            recon = model["decoder"](model["encoder"](pts))
+            loss = chamfer_distance(recon, pts)
+            if variant.get("uniformity"):
+                from pc3d.ops import uniformity_loss
+
+                loss = loss + variant["uniformity"] * uniformity_loss(recon, k=8)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if variant.get("clip"):
                 torch.nn.utils.clip_grad_norm_(params, variant["clip"])
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
             if total_steps is not None and step >= total_steps:
                 break

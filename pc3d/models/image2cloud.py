@@ -52,7 +52,7 @@ class Image2Cloud(L.LightningModule):
     al. 2019); ``model/decoder=fc`` selects the fully connected decoder. With ``z = E(I)`` and
     ``P = G(z)`` the generator loss of a batch is::
 
-        L = w_cd * CD(P, X) + w_lat * mean |z - E_ae(X)| + w_adv * (-mean D(P))
+        L = w_cd * CD(P, X) + w_lat * mean |z - E_ae(X)| + w_emd * EMD(P_S, X_S) + w_adv * (-mean D(P))
 
     * ``CD``: :func:`pc3d.ops.chamfer_distance` (squared, sum of the two directional means,
       batch mean) to the ground-truth cloud ``X``;
@@ -60,6 +60,11 @@ class Image2Cloud(L.LightningModule):
       pretrained point-cloud autoencoder (``ae_ckpt``), **frozen**: loaded in :meth:`setup`,
       eval mode, ``requires_grad=False``, not a registered submodule (so it is not in the
       optimizer, not in ``state_dict`` and not in checkpoints; inference does not need it);
+    * EMD (optional, ``emd_weight > 0``): :func:`pc3d.ops.emd` (auction, euclidean, mean matched
+      distance) between seeded random subsets of ``emd_points`` points of ``P`` and of ``X``
+      (fresh subsets every step; the whole cloud when ``emd_points`` is ``None`` or >= N).
+      Chamfer is blind to how densely a surface is covered (clumps cost little); the matching
+      makes every predicted point answer for one true point, which spreads them evenly;
     * adversarial (optional, ``adv_weight > 0``): WGAN-GP with ``critic`` (a
       :class:`pc3d.nn.PointCritic`). The critic is **unconditional**: it scores clouds only.
       The image is already tied to the output by the CD and latent terms; the critic's job is
@@ -120,6 +125,8 @@ class Image2Cloud(L.LightningModule):
         tau: float = 0.01,
         eval_normalize: str = "none",
         emd_method: str = "exact",
+        emd_weight: float = 0.0,
+        emd_points: int | None = 256,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -130,7 +137,7 @@ class Image2Cloud(L.LightningModule):
             raise ValueError(f"Image2Cloud: latent sizes disagree: latent_dim={self.latent_dim}, "
                              f"encoder.latent_dim={enc_dim}, decoder.latent_dim={dec_dim}")
         for name, w in (("cd_weight", cd_weight), ("latent_weight", latent_weight), ("adv_weight", adv_weight),
-                        ("gp_lambda", gp_lambda)):
+                        ("gp_lambda", gp_lambda), ("emd_weight", emd_weight)):
             if not float(w) >= 0:
                 raise ValueError(f"Image2Cloud: {name} must be >= 0, got {w!r}")
         if float(latent_weight) > 0 and not ae_ckpt:
@@ -152,6 +159,10 @@ class Image2Cloud(L.LightningModule):
         self.adv_weight = float(adv_weight)
         self.n_critic = int(n_critic)
         self.gp_lambda = float(gp_lambda)
+        if emd_points is not None and (isinstance(emd_points, bool) or int(emd_points) < 1):
+            raise ValueError(f"Image2Cloud: emd_points must be a positive int or None, got {emd_points!r}")
+        self.emd_weight = float(emd_weight)
+        self.emd_points = None if emd_points is None else int(emd_points)
         self.optimizer_factory = optimizer
         self.optimizer_d_factory = optimizer_d
         self.scheduler_factory = scheduler
@@ -167,6 +178,26 @@ class Image2Cloud(L.LightningModule):
         self._test_values: dict[str, list[torch.Tensor]] = {}
         self._test_labels: list[torch.Tensor] = []
         self.test_results: dict[str, dict[str, float]] | None = None
+
+    def emd_loss(self, pred: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """EMD term: auction EMD between random ``emd_points``-subsets of both clouds (batch mean).
+
+        Shapes:
+            pred: (B, N, 3), points: (B, M, 3) -> scalar
+        """
+        from pc3d.ops.emd import emd
+
+        n = min(pred.shape[1], points.shape[1])
+        k = n if self.emd_points is None else min(self.emd_points, n)
+        b = pred.shape[0]
+
+        def subset(x: torch.Tensor) -> torch.Tensor:
+            if k == x.shape[1]:
+                return x
+            idx = torch.rand(b, x.shape[1], device=x.device).argsort(dim=1)[:, :k]
+            return torch.gather(x, 1, idx.unsqueeze(-1).expand(b, k, 3))
+
+        return emd(subset(pred), subset(points), method="auction", squared=False, reduction="mean")
 
     # ------------------------------------------------------------------ networks
     @property
@@ -299,6 +330,10 @@ class Image2Cloud(L.LightningModule):
             lat = F.l1_loss(z, z_ae)
             loss = loss + self.latent_weight * lat
             logs["train/latent_l1"] = lat.detach()
+        if self.emd_weight > 0:
+            e = self.emd_loss(pred, points)
+            loss = loss + self.emd_weight * e
+            logs["train/emd_subset"] = e.detach()
         if self.critic is not None:
             adv = -self.critic(pred).mean()
             loss = loss + self.adv_weight * adv

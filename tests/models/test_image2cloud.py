@@ -150,3 +150,36 @@ def test_pixel_features_are_area_means():
     f = pixel_features(img, size=4)
     assert f.shape == (2, 48)
     assert torch.allclose(f.view(2, 3, 4, 4)[:, :, 1, 2], img[:, :, 8:16, 16:24].mean((-1, -2)))
+
+
+def test_emd_term_on_subsets_matches_emd_and_evens_out_density():
+    from pc3d.ops.emd import emd
+
+    model = make_model(emd_weight=0.5, emd_points=None)
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(2, N, 3, generator=g)
+    pred = torch.rand(2, N, 3, generator=g).requires_grad_(True)
+    # the whole cloud: exactly the auction EMD
+    assert torch.allclose(model.emd_loss(pred, truth), emd(pred, truth, method="auction"))
+    # subsets: N/2 points of each, a different draw every call, gradient on the drawn points only
+    model.emd_points = N // 2
+    torch.manual_seed(0)
+    val = model.emd_loss(pred, truth)
+    (grad,) = torch.autograd.grad(val, pred)
+    touched = grad.abs().sum(-1) > 0
+    assert touched.sum(1).tolist() == [N // 2, N // 2]
+    # a clumped prediction (every point on 4 true points) costs more than an even one, under EMD
+    clump = truth[:, :4].repeat(1, N // 4, 1)
+    model.emd_points = None
+    assert model.emd_loss(clump, truth) > 2 * model.emd_loss(truth + 0.01, truth)
+    with pytest.raises(ValueError, match="emd_points"):
+        make_model(emd_points=0)
+
+
+def test_emd_weight_adds_the_logged_term(ae_ckpt):
+    model = make_model(ae_ckpt, emd_weight=0.25, emd_points=8)
+    tr = trainer(max_epochs=1)
+    tr.fit(model, batches(n=4, batch_size=4))
+    m = tr.callback_metrics
+    expected = m["train/cd"] + m["train/latent_l1"] + 0.25 * m["train/emd_subset"]
+    assert torch.allclose(m["train/loss"], expected, rtol=1e-5)
