@@ -86,23 +86,36 @@ def build(variant: dict, n_points: int):
 
 
 @torch.no_grad()
-def evaluate(model, loader) -> dict[str, float]:
+def evaluate(model, loader, save: Path | None = None) -> dict[str, float]:
+    """Test metrics; with ``save``, also the inputs and reconstructions of the first test shape of every
+    category (``save/input.npy``, ``save/recon.npy``: (C, N, 3))."""
+    import numpy as np
+
     from pc3d.metrics.reconstruction import reconstruction_metrics
 
     model.eval()
     vals: dict[str, list] = {}
+    firsts: dict[int, tuple] = {}
     for batch in loader:
         pts = batch["points"]
         rec = model["decoder"](model["encoder"](pts))
         m = reconstruction_metrics(rec, pts, metrics=("cd", "fscore"), tau=0.01)
         for k, x in m.items():
             vals.setdefault(k, []).append(x)
+        for i, c in enumerate(batch["category"].tolist()):
+            firsts.setdefault(c, (pts[i].numpy(), rec[i].numpy()))
     model.train()
+    if save is not None:
+        from pc3d.io import atomic_save_npy
+
+        keys = sorted(firsts)
+        atomic_save_npy(save / "input.npy", np.stack([firsts[c][0] for c in keys]).astype(np.float32))
+        atomic_save_npy(save / "recon.npy", np.stack([firsts[c][1] for c in keys]).astype(np.float32))
     return {k: float(torch.cat(x).mean()) for k, x in vals.items()}
 
 
 def run_variant(name: str, variant: dict, dm_train, dm_test, *, epochs: int | None, seconds: float | None,
-                n_points: int, seed: int) -> dict:
+                n_points: int, seed: int, save: Path | None = None) -> dict:
     from pc3d.ops import chamfer_distance
 
     torch.manual_seed(seed)
@@ -155,7 +168,7 @@ def run_variant(name: str, variant: dict, dm_train, dm_test, *, epochs: int | No
         if (total_steps is not None and step >= total_steps) or out_of_time:
             break
     train_s = time.perf_counter() - t0
-    metrics = evaluate(model, dm_test.test_dataloader())
+    metrics = evaluate(model, dm_test.test_dataloader(), None if save is None else save / name)
     n_params = sum(p.numel() for p in model["decoder"].parameters())
     return {"variant": name, "steps": step, "epochs": step / steps_per_epoch, "train_s": train_s,
             "final_train_cd": sum(losses[-20:]) / max(1, len(losses[-20:])), "decoder_params": n_params, **metrics,
@@ -172,6 +185,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None)
+    p.add_argument("--save-recon", default=None, help="folder: <variant>/{input,recon}.npy, one test shape a category")
     args = p.parse_args(argv)
     if (args.epochs is None) == (args.seconds is None):
         p.error("give exactly one of --epochs / --seconds")
@@ -185,7 +199,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if name not in table:
             p.error(f"unknown variant {name!r}; known: {', '.join(table)}")
         row = run_variant(name, table[name], dm_train, dm_test, epochs=args.epochs, seconds=args.seconds,
-                          n_points=args.n_points, seed=args.seed)
+                          n_points=args.n_points, seed=args.seed,
+                          save=None if args.save_recon is None else Path(args.save_recon))
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "spec"}), flush=True)
     fc = next((r for r in rows if r["variant"] == "fc"), None)
