@@ -99,3 +99,77 @@ def tiny_lgan_overrides(tmp_path: Path, latent_dim: int = 8, n_points: int = 64)
     config = tiny_autoencoder_config(latent_dim, decoder, data={"normalize": "none", "n_points": n_points})
     path = save_autoencoder_ckpt(Path(tmp_path) / "lgan_ae.ckpt", config, n_points=n_points)
     return [f"model.ae_ckpt={path}", f"model.latent_dim={latent_dim}", f"data.n_points={n_points}"]
+
+
+# ---------------------------------------------------------------------------- references shared by the model tests
+def gradient_penalty_reference(critic, real, fake, alpha):
+    """WGAN-GP penalty computed one sample at a time: its own weight ``alpha[b]``, the norm over all
+    its entries (clouds (B, N, 3) or latents (B, D)); the reference for ``gradient_penalty``."""
+    import torch
+
+    terms = []
+    for b in range(len(real)):
+        x = (alpha[b] * real[b] + (1 - alpha[b]) * fake[b]).unsqueeze(0).requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+        terms.append((torch.sqrt((g ** 2).sum()) - 1) ** 2)
+    return torch.stack(terms).mean()
+
+
+def assert_same_parameter_grads(loss, ref, params, atol: float):
+    """Gradients of ``loss`` and ``ref`` w.r.t. ``params`` agree (both ``None`` for an unused one);
+    returns those of ``loss``."""
+    import torch
+
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    grads_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    for a, b in zip(grads, grads_ref):
+        assert (a is None and b is None) or torch.allclose(a, b, atol=atol)
+    return grads
+
+
+def uniformity_reference(clouds, k: int):
+    """Batch mean of Var(r) / mean(r)^2, r_i = mean distance to the k nearest other points (float64)."""
+    import torch
+
+    x = clouds.detach().double()
+    d = torch.cdist(x, x)
+    d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    r = d.topk(k, dim=2, largest=False).values.mean(dim=2)
+    return (r.var(dim=1, unbiased=False) / r.mean(dim=1) ** 2).mean()
+
+
+def fit_spying(model, loss_name: str, train_loader, seed: int = 1):
+    """Fit ``model`` on the first batch of ``train_loader`` (one training step; CPU, no logger) after
+    ``torch.manual_seed(seed)``, with its method ``loss_name`` wrapped by a spy. Returns the logged
+    metrics and the first arguments the loss saw (detached copies)."""
+    import lightning as L
+    import torch
+
+    seen = []
+    loss = getattr(model, loss_name)
+
+    def spy(x, *rest):
+        seen.append(x.detach().clone())
+        return loss(x, *rest)
+
+    setattr(model, loss_name, spy)
+    torch.manual_seed(seed)
+    t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False, num_sanity_val_steps=0, max_epochs=1, limit_train_batches=1,
+                  limit_val_batches=0)
+    t.fit(model, train_dataloaders=train_loader)
+    return dict(t.callback_metrics), seen
+
+
+def assert_same_fit(model_a, run_a, model_b, run_b) -> None:
+    """Two models fitted by :func:`fit_spying` (``run = (metrics, seen)``) are bit-identical: the
+    same logged keys and values, the same first loss input, the same state dicts."""
+    import torch
+
+    (m_a, seen_a), (m_b, seen_b) = run_a, run_b
+    assert set(m_a) == set(m_b)
+    for key in m_a:
+        assert torch.equal(m_a[key], m_b[key]), key
+    assert torch.equal(seen_a[0], seen_b[0])
+    for (name, x), y in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(x, y), name

@@ -8,7 +8,7 @@ import warnings
 import lightning as L
 import torch
 
-__all__ = ["EVAL_KEYS", "ReferenceClouds", "generation_metrics"]
+__all__ = ["EVAL_KEYS", "ReferenceClouds", "ReferenceEvaluation", "generation_metrics"]
 
 #: Metrics of ``pc3d.metrics.generative.evaluate_generation`` logged under ``val/`` / ``test/``.
 EVAL_KEYS = ("mmd_cd", "cov_cd", "1nna_cd")
@@ -86,3 +86,37 @@ class ReferenceClouds:
         if module.trainer.world_size > 1:  # the distributed sampler pads the shards to equal sizes
             refs = module.all_gather(refs).flatten(0, 1)[: self.limit]
         return refs if len(refs) >= 2 else None
+
+
+class ReferenceEvaluation:
+    """The validation / test hooks of the protocol, mixed into a LightningModule (listed before
+    ``L.LightningModule``): every step adds ``batch["points"]`` to ``self._refs`` (a
+    :class:`ReferenceClouds`, reset at each epoch start) and each epoch end calls
+    ``self._evaluate_stage("val" | "test")``, which the system defines.
+
+    Shapes:
+        batch["points"]: (B, N, 3)
+    """
+
+    _refs: ReferenceClouds
+
+    def _evaluate_stage(self, stage: str) -> None:
+        raise NotImplementedError
+
+    def on_validation_epoch_start(self) -> None:
+        self._refs.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._refs.add(batch["points"])
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluate_stage("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._refs.reset()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._refs.add(batch["points"])
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluate_stage("test")

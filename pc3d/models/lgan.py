@@ -12,8 +12,17 @@ import lightning as L
 import torch
 from torch import nn
 
-from pc3d.models._generation import ReferenceClouds, generation_metrics
-from pc3d.models.treegan import gradient_penalty
+from pc3d.models._generation import ReferenceClouds, ReferenceEvaluation, generation_metrics
+from pc3d.models._wgan import (
+    batched_critic_mean,
+    check_int,
+    check_sample_args,
+    generate_in_batches,
+    in_batches,
+    seeded_noise,
+    wgan_gp_iteration,
+    wgan_optimizers,
+)
 
 log = logging.getLogger("pc3d.lgan")
 
@@ -49,13 +58,7 @@ def load_autoencoder_for_lgan(ae_ckpt: str | os.PathLike | None) -> tuple[nn.Mod
     return ae, (model_cfg if isinstance(model_cfg, dict) else None), (data_cfg if isinstance(data_cfg, dict) else None)
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"LatentGAN: {name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-class LatentGAN(L.LightningModule):
+class LatentGAN(ReferenceEvaluation, L.LightningModule):
     """Latent GAN, l-GAN (Achlioptas, Diamanti, Mitliagkas, Guibas, ICML 2018, "Learning
     Representations and Generative Models for 3D Point Clouds"), trained as a WGAN-GP
     (Gulrajani et al., NeurIPS 2017) in the latent space of a frozen pretrained autoencoder.
@@ -139,12 +142,12 @@ class LatentGAN(L.LightningModule):
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.n_critic = _check_int("n_critic", n_critic, 1)
-        self.noise_dim = _check_int("noise_dim", noise_dim, 1)
-        n_fixed_samples = _check_int("n_fixed_samples", n_fixed_samples, 0)
-        self.eval_samples = _check_int("eval_samples", eval_samples, 0)
-        self.eval_every_n_epochs = _check_int("eval_every_n_epochs", eval_every_n_epochs, 1)
-        self.sample_batch_size = _check_int("sample_batch_size", sample_batch_size, 1)
+        self.n_critic = check_int("LatentGAN", "n_critic", n_critic, 1)
+        self.noise_dim = check_int("LatentGAN", "noise_dim", noise_dim, 1)
+        n_fixed_samples = check_int("LatentGAN", "n_fixed_samples", n_fixed_samples, 0)
+        self.eval_samples = check_int("LatentGAN", "eval_samples", eval_samples, 0)
+        self.eval_every_n_epochs = check_int("LatentGAN", "eval_every_n_epochs", eval_every_n_epochs, 1)
+        self.sample_batch_size = check_int("LatentGAN", "sample_batch_size", sample_batch_size, 1)
         if gp_lambda < 0:
             raise ValueError(f"LatentGAN: gp_lambda must be >= 0, got {gp_lambda}")
 
@@ -189,8 +192,7 @@ class LatentGAN(L.LightningModule):
         self.optimizer_d_factory = optimizer_d
         self.gradient_clip_val = None if gradient_clip_val is None else float(gradient_clip_val)
         self.eval_seed = int(eval_seed)
-        noise = torch.randn(n_fixed_samples, self.noise_dim, generator=torch.Generator().manual_seed(fixed_noise_seed))
-        self.register_buffer("fixed_noise", noise)
+        self.register_buffer("fixed_noise", seeded_noise(n_fixed_samples, self.noise_dim, int(fixed_noise_seed)))
         self.save_hyperparameters(ignore=["generator", "critic", "optimizer_g", "optimizer_d", "autoencoder"])
         self._refs = ReferenceClouds(self.eval_samples)
 
@@ -232,22 +234,10 @@ class LatentGAN(L.LightningModule):
         return self.decode(self.generator(z))
 
     def _latents(self, z: torch.Tensor, batch_size: int) -> torch.Tensor:
-        was_training = self.generator.training
-        self.generator.eval()
-        try:
-            with torch.no_grad():
-                chunks = [self.generator(z[i : i + batch_size].to(self.device)) for i in range(0, len(z), batch_size)]
-        finally:
-            self.generator.train(was_training)
-        return torch.cat(chunks) if chunks else torch.empty(0, self.latent_dim, device=self.device)
+        return generate_in_batches(self.generator, z, batch_size, self.device, (self.latent_dim,))
 
     def _decode_all(self, w: torch.Tensor, batch_size: int) -> torch.Tensor:
-        chunks = [self.decode(w[i : i + batch_size]) for i in range(0, len(w), batch_size)]
-        return torch.cat(chunks) if chunks else torch.empty(0, self.n_points or 0, 3, device=self.device)
-
-    def _noise_for(self, n: int, seed: int | None) -> torch.Tensor:
-        gen = None if seed is None else torch.Generator().manual_seed(int(seed))
-        return torch.randn(n, self.noise_dim, generator=gen)
+        return in_batches(self.decode, w, batch_size, (self.n_points or 0, 3), self.device)
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None, batch_size: int = 100) -> torch.Tensor:
@@ -257,11 +247,8 @@ class LatentGAN(L.LightningModule):
         or the global RNG when ``seed`` is None), so a fixed seed gives the same clouds whatever
         the device, and the same up to float rounding whatever ``batch_size``.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"sample: n must be an int >= 0, got {n!r}")
-        if batch_size < 1:
-            raise ValueError(f"sample: batch_size must be >= 1, got {batch_size}")
-        return self._decode_all(self._latents(self._noise_for(n, seed), batch_size), batch_size)
+        check_sample_args(n, batch_size)
+        return self._decode_all(self._latents(seeded_noise(n, self.noise_dim, seed), batch_size), batch_size)
 
     def sample_fixed(self) -> torch.Tensor:
         """Clouds from the fixed noise buffer, (n_fixed_samples, N, 3)."""
@@ -303,52 +290,16 @@ class LatentGAN(L.LightningModule):
             raise ValueError(f"LatentGAN: data.normalize={norm} but the autoencoder ({self.ae_ckpt}) was trained "
                              f"with data.normalize={ae_norm}; use the same normalisation")
 
-    def _noise(self, b: int) -> torch.Tensor:
-        return torch.randn(b, self.noise_dim, device=self.device)
-
-    def _step(self, opt) -> None:
-        if self.gradient_clip_val is not None:
-            self.clip_gradients(opt, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
-        opt.step()
+    def generator_loss(self, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``L_G = -mean D(fake)`` on generated latents ``fake`` (B, latent_dim); no logged parts."""
+        return -self.critic(fake).mean(), {}
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         points = batch["points"]
         self._check_points(points)
-        b = points.shape[0]
         real = self.encode(points)  # (B, latent_dim), frozen encoder, no graph
-        opt_g, opt_d = self.optimizers()
-
-        # critic: n_critic steps on the same real latents, fresh noise each time
-        d_losses, gps, wds = [], [], []
-        for _ in range(self.n_critic):
-            with torch.no_grad():
-                fake = self.generator(self._noise(b))
-            d_real = self.critic(real).mean()
-            d_fake = self.critic(fake).mean()
-            gp = gradient_penalty(self.critic, real, fake)
-            d_loss = d_fake - d_real + self.gp_lambda * gp
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
-            self._step(opt_d)
-            d_losses.append(d_loss.detach())
-            gps.append(gp.detach())
-            wds.append((d_real - d_fake).detach())
-
-        # generator: one step; the critic's parameters need no gradients here (toggled off and back)
-        self.toggle_optimizer(opt_g)
-        g_loss = -self.critic(self.generator(self._noise(b))).mean()
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss)
-        self._step(opt_g)
-        self.untoggle_optimizer(opt_g)
-
-        logs = {
-            "train/d_loss": torch.stack(d_losses).mean(),
-            "train/gp": torch.stack(gps).mean(),
-            "train/wasserstein": torch.stack(wds).mean(),
-            "train/g_loss": g_loss.detach(),
-        }
-        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=b)
+        logs = wgan_gp_iteration(self, real, self.noise_dim, self.generator_loss)
+        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=points.shape[0])
 
     # ------------------------------------------------------------------ validation / test
     def _evaluate_stage(self, stage: str) -> None:
@@ -356,44 +307,18 @@ class LatentGAN(L.LightningModule):
         if refs is None:
             return
         bs = self.sample_batch_size
-        w_fake = self._latents(self._noise_for(len(refs), self.eval_seed), bs)
+        w_fake = self._latents(seeded_noise(len(refs), self.noise_dim, self.eval_seed), bs)
         samples = self._decode_all(w_fake, bs)
-        w_real = torch.cat([self.encode(refs[i : i + bs]) for i in range(0, len(refs), bs)])
-        logs = {"wasserstein": float(self._critic_mean(w_real) - self._critic_mean(w_fake))}
+        w_real = in_batches(self.encode, refs, bs, (self.latent_dim,), self.device)
+        wasserstein = batched_critic_mean(self.critic, w_real, bs) - batched_critic_mean(self.critic, w_fake, bs)
+        logs = {"wasserstein": float(wasserstein)}
         logs.update(generation_metrics(samples, refs, batch_size=bs, owner="LatentGAN"))
         self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, sync_dist=True)
 
-    @torch.no_grad()
-    def _critic_mean(self, w: torch.Tensor) -> torch.Tensor:
-        bs = self.sample_batch_size
-        return torch.cat([self.critic(w[i : i + bs]).flatten() for i in range(0, len(w), bs)]).mean()
-
-    def on_validation_epoch_start(self) -> None:
-        self._refs.reset()
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._refs.add(batch["points"])
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluate_stage("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._refs.reset()
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._refs.add(batch["points"])
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluate_stage("test")
-
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self):
-        def adam(params):
-            return torch.optim.Adam(params, lr=1e-4, betas=(0.5, 0.9))
-
-        opt_g = (self.optimizer_g_factory or adam)(self.generator.parameters())
-        opt_d = (self.optimizer_d_factory or adam)(self.critic.parameters())
-        return [opt_g, opt_d]
+        return wgan_optimizers(self.generator, self.critic, self.optimizer_g_factory, self.optimizer_d_factory,
+                               betas=(0.5, 0.9))
 
     def param_counts(self) -> dict[str, int]:
         """Parameters of each network (the autoencoder's are frozen)."""

@@ -15,49 +15,25 @@ from torch import nn
 
 # EVAL_KEYS: the metrics logged under val/ (re-exported; the protocol is shared with the latent GAN)
 from pc3d.models._generation import EVAL_KEYS as EVAL_KEYS
-from pc3d.models._generation import ReferenceClouds, generation_metrics
+from pc3d.models._generation import ReferenceClouds, ReferenceEvaluation, generation_metrics
 from pc3d.models._uniformity import check_uniformity_args
+from pc3d.models._wgan import (
+    batched_critic_mean,
+    check_int,
+    check_sample_args,
+    generate_in_batches,
+    seeded_noise,
+    wgan_gp_iteration,
+    wgan_optimizers,
+)
+
+# gradient_penalty: re-exported (public here; shared with the latent GAN and Image2Cloud)
+from pc3d.models._wgan import gradient_penalty as gradient_penalty
 from pc3d.ops import uniformity_loss
 
 log = logging.getLogger("pc3d.treegan")
 
 __all__ = ["SaveGeneratedSamples", "TreeGAN", "gradient_penalty", "load_generator_weights"]
-
-
-def gradient_penalty(
-    critic: Callable[[torch.Tensor], torch.Tensor],
-    real: torch.Tensor,
-    fake: torch.Tensor,
-    alpha: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """WGAN-GP penalty (Gulrajani et al. 2017) with one interpolation weight per sample.
-
-    ``x_hat = alpha * real + (1 - alpha) * fake`` with ``alpha ~ U[0, 1]`` drawn once per sample
-    (cloud or latent), and ``GP = mean_b (||grad_x D(x_hat_b)||_2 - 1)^2`` where the norm is over
-    all non-batch entries of sample ``b`` (the ``N*3`` coordinates of a cloud, the ``D`` entries
-    of a latent). Not multiplied by lambda. Differentiable w.r.t. the critic's parameters
-    (``create_graph=True``).
-
-    Shapes:
-        real, fake: (B, N, 3) clouds or (B, D) latents, both the same shape (the interpolation
-            needs equal shapes)
-        alpha: optional (B,) or (B, 1, ..., 1) weights; drawn uniformly when ``None``
-        returns: scalar
-    """
-    if real.shape != fake.shape or real.dim() not in (2, 3):
-        raise ValueError(
-            "gradient_penalty: real and fake must both be (B, N, 3) or both (B, D), "
-            f"got {tuple(real.shape)} and {tuple(fake.shape)}"
-        )
-    b = real.shape[0]
-    ones = (1,) * (real.dim() - 1)
-    if alpha is None:
-        alpha = torch.rand(b, *ones, device=real.device, dtype=real.dtype)
-    alpha = alpha.reshape(b, *ones).to(real)
-    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    scores = critic(x_hat)
-    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    return ((grad.reshape(b, -1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 def load_generator_weights(generator: nn.Module, ckpt_path: str | os.PathLike, prefix: str | None = None) -> str:
@@ -150,7 +126,7 @@ def _fpd_spec(fpd: Any) -> Callable[[torch.Tensor], float] | dict | None:
     return kwargs
 
 
-class TreeGAN(L.LightningModule):
+class TreeGAN(ReferenceEvaluation, L.LightningModule):
     """tree-GAN trained as a WGAN-GP (Shu et al., ICCV 2019; Gulrajani et al., NeurIPS 2017).
 
     Networks come in built (Hydra ``_target_``): ``generator`` maps ``z ~ N(0, I)`` of shape
@@ -254,8 +230,7 @@ class TreeGAN(L.LightningModule):
             ("eval_every_n_epochs", eval_every_n_epochs, 1),
             ("sample_batch_size", sample_batch_size, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"TreeGAN: {name} must be an int >= {low}, got {value!r}")
+            check_int("TreeGAN", name, value, low)
         if gp_lambda < 0:
             raise ValueError(f"TreeGAN: gp_lambda must be >= 0, got {gp_lambda}")
         self.uniformity_weight, self.uniformity_k = check_uniformity_args(
@@ -279,8 +254,7 @@ class TreeGAN(L.LightningModule):
         # setup / first evaluation, so that loading a checkpoint for sampling never needs those files
         self._fpd_spec = _fpd_spec(fpd)
         self.fpd = self._fpd_spec if callable(self._fpd_spec) else None
-        noise = torch.randn(n_fixed_samples, self.latent_dim, generator=torch.Generator().manual_seed(fixed_noise_seed))
-        self.register_buffer("fixed_noise", noise)
+        self.register_buffer("fixed_noise", seeded_noise(n_fixed_samples, self.latent_dim, int(fixed_noise_seed)))
         self.save_hyperparameters(ignore=["generator", "critic", "optimizer_g", "optimizer_d", "fpd"])
         self._refs = ReferenceClouds(self.eval_samples)
 
@@ -296,26 +270,12 @@ class TreeGAN(L.LightningModule):
         or the global RNG when ``seed`` is None), so a fixed seed gives the same clouds whatever
         ``batch_size`` or device.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"sample: n must be an int >= 0, got {n!r}")
-        if batch_size < 1:
-            raise ValueError(f"sample: batch_size must be >= 1, got {batch_size}")
-        gen = None if seed is None else torch.Generator().manual_seed(int(seed))
-        z = torch.randn(n, self.latent_dim, generator=gen)
-        return self._generate(z, batch_size)
+        check_sample_args(n, batch_size)
+        return self._generate(seeded_noise(n, self.latent_dim, seed), batch_size)
 
     def _generate(self, z: torch.Tensor, batch_size: int) -> torch.Tensor:
-        was_training = self.generator.training
-        self.generator.eval()
-        try:
-            with torch.no_grad():
-                chunks = [self.generator(z[i : i + batch_size].to(self.device)) for i in range(0, len(z), batch_size)]
-        finally:
-            self.generator.train(was_training)
-        if not chunks:
-            n_points = getattr(self.generator, "n_points", 0)
-            return torch.empty(0, n_points, 3, device=self.device)
-        return torch.cat(chunks)
+        empty_shape = (getattr(self.generator, "n_points", 0), 3)
+        return generate_in_batches(self.generator, z, batch_size, self.device, empty_shape)
 
     def sample_fixed(self) -> torch.Tensor:
         """Clouds from the fixed noise buffer, (n_fixed_samples, N, 3)."""
@@ -347,14 +307,6 @@ class TreeGAN(L.LightningModule):
             prefix = load_generator_weights(self.generator, self.warm_start, self.warm_start_prefix)
             log.info("TreeGAN: generator warm-started from %s (%s weights)", self.warm_start, prefix or "all")
 
-    def _noise(self, b: int) -> torch.Tensor:
-        return torch.randn(b, self.latent_dim, device=self.device)
-
-    def _step(self, opt) -> None:
-        if self.gradient_clip_val is not None:
-            self.clip_gradients(opt, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
-        opt.step()
-
     def generator_loss(self, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The generator's loss on its own samples ``fake`` (B, N, 3), and the logged parts.
 
@@ -372,81 +324,20 @@ class TreeGAN(L.LightningModule):
         real = batch["points"]
         if real.dim() != 3 or real.shape[2] != 3:
             raise ValueError(f"TreeGAN: expected batch['points'] of shape (B, N, 3), got {tuple(real.shape)}")
-        b = real.shape[0]
-        opt_g, opt_d = self.optimizers()
-
-        # critic: n_critic steps on the same real batch, fresh noise each time
-        d_losses, gps, wds = [], [], []
-        for _ in range(self.n_critic):
-            with torch.no_grad():
-                fake = self.generator(self._noise(b))
-            d_real = self.critic(real).mean()
-            d_fake = self.critic(fake).mean()
-            gp = gradient_penalty(self.critic, real, fake)
-            d_loss = d_fake - d_real + self.gp_lambda * gp
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
-            self._step(opt_d)
-            d_losses.append(d_loss.detach())
-            gps.append(gp.detach())
-            wds.append((d_real - d_fake).detach())
-
-        # generator: one step; the critic's parameters need no gradients here (toggled off and back)
-        self.toggle_optimizer(opt_g)
-        g_loss, g_parts = self.generator_loss(self.generator(self._noise(b)))
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss)
-        self._step(opt_g)
-        self.untoggle_optimizer(opt_g)
-
-        logs = {
-            "train/d_loss": torch.stack(d_losses).mean(),
-            "train/gp": torch.stack(gps).mean(),
-            "train/wasserstein": torch.stack(wds).mean(),
-            "train/g_loss": g_loss.detach(),
-            **{f"train/{k}": v for k, v in g_parts.items()},
-        }
-        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=b)
+        logs = wgan_gp_iteration(self, real, self.latent_dim, self.generator_loss)
+        self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=real.shape[0])
 
     # ------------------------------------------------------------------ validation / test
-    def _collect_refs(self, batch: dict) -> None:
-        self._refs.add(batch["points"])
-
-    def _reset_refs(self) -> None:
-        self._refs.reset()
-
     def _evaluate_stage(self, stage: str) -> None:
         refs = self._refs.take(self, stage, self.eval_every_n_epochs)  # None: nothing to evaluate now
         if refs is None:
             return
-        n = len(refs)
-        samples = self.sample(n, seed=self.eval_seed, batch_size=self.sample_batch_size)
-        logs = {"wasserstein": float(self._critic_mean(refs) - self._critic_mean(samples))}
+        bs = self.sample_batch_size
+        samples = self.sample(len(refs), seed=self.eval_seed, batch_size=bs)
+        wasserstein = batched_critic_mean(self.critic, refs, bs) - batched_critic_mean(self.critic, samples, bs)
+        logs = {"wasserstein": float(wasserstein)}
         logs.update(self.evaluate_samples(samples, refs))
         self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, sync_dist=True)
-
-    def on_validation_epoch_start(self) -> None:
-        self._reset_refs()
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._collect_refs(batch)
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluate_stage("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._reset_refs()
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._collect_refs(batch)
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluate_stage("test")
-
-    @torch.no_grad()
-    def _critic_mean(self, clouds: torch.Tensor) -> torch.Tensor:
-        bs = self.sample_batch_size
-        return torch.cat([self.critic(clouds[i : i + bs]).flatten() for i in range(0, len(clouds), bs)]).mean()
 
     def _data_global_stats(self) -> dict | None:
         trainer = self._trainer
@@ -487,12 +378,8 @@ class TreeGAN(L.LightningModule):
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self):
-        def adam(params):
-            return torch.optim.Adam(params, lr=1e-4, betas=(0.0, 0.99))
-
-        opt_g = (self.optimizer_g_factory or adam)(self.generator.parameters())
-        opt_d = (self.optimizer_d_factory or adam)(self.critic.parameters())
-        return [opt_g, opt_d]
+        return wgan_optimizers(self.generator, self.critic, self.optimizer_g_factory, self.optimizer_d_factory,
+                               betas=(0.0, 0.99))
 
     def param_counts(self) -> dict[str, int]:
         """Parameters of each network (all, including frozen ones)."""

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from pc3d.nn._mlp import linear_stack, reset_linears
+
 
 class FCDecoder(nn.Module):
     """Fully connected decoder: latent code -> N x 3 coordinates in one shot.
@@ -29,18 +31,12 @@ class FCDecoder(nn.Module):
         self.latent_dim = int(latent_dim)
         self.n_points = int(n_points)
         self.hidden = tuple(int(h) for h in hidden)
-        sizes = (self.latent_dim, *self.hidden)
-        layers: list[nn.Module] = []
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
-        layers.append(nn.Linear(sizes[-1], self.n_points * 3))
-        self.mlp = nn.Sequential(*layers)
+        # Linear / ReLU pairs, linear output: the weights are mlp.0, mlp.2, ... (checkpoint key names)
+        self.mlp = linear_stack((self.latent_dim, *self.hidden, self.n_points * 3), lambda: nn.ReLU(inplace=True))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.mlp:
-            if isinstance(m, nn.Linear):
-                m.reset_parameters()
+        reset_linears(self.mlp)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent_dim:

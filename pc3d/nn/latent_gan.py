@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from pc3d.nn._mlp import linear_stack, reset_linears
+
 __all__ = ["LatentCritic", "LatentGenerator"]
 
 
@@ -15,16 +17,6 @@ def _check_sizes(name: str, **sizes: int | Sequence[int]) -> None:
            if (isinstance(v, int) and v <= 0) or (not isinstance(v, int) and (any(h <= 0 for h in v)))}
     if bad:
         raise ValueError(f"{name}: sizes must be positive, got " + ", ".join(f"{k}={v!r}" for k, v in sizes.items()))
-
-
-def _linears(sizes: Sequence[int], activation) -> nn.Sequential:
-    """``Linear`` between consecutive sizes, ``activation()`` after each but the last (linear output)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
 
 
 class LatentGenerator(nn.Module):
@@ -58,13 +50,11 @@ class LatentGenerator(nn.Module):
         self.noise_dim = int(noise_dim)
         self.latent_dim = int(latent_dim)
         self.hidden = hidden
-        self.mlp = _linears((self.noise_dim, *hidden, self.latent_dim), lambda: nn.ReLU(inplace=True))
+        self.mlp = linear_stack((self.noise_dim, *hidden, self.latent_dim), lambda: nn.ReLU(inplace=True))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.mlp:
-            if isinstance(m, nn.Linear):
-                m.reset_parameters()
+        reset_linears(self.mlp)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.noise_dim:
@@ -106,13 +96,11 @@ class LatentCritic(nn.Module):
         self.latent_dim = int(latent_dim)
         self.hidden = hidden
         self.negative_slope = float(negative_slope)
-        self.mlp = _linears((self.latent_dim, *hidden, 1), lambda: nn.LeakyReLU(self.negative_slope))
+        self.mlp = linear_stack((self.latent_dim, *hidden, 1), lambda: nn.LeakyReLU(self.negative_slope))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.mlp:
-            if isinstance(m, nn.Linear):
-                m.reset_parameters()
+        reset_linears(self.mlp)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if w.dim() != 2 or w.shape[1] != self.latent_dim:

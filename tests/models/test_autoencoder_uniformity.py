@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -10,6 +9,7 @@ from torch.utils.data import DataLoader
 from pc3d.models import Autoencoder
 from pc3d.nn import FCDecoder, PointNetEncoder
 from pc3d.ops import chamfer_distance
+from tests.helpers import assert_same_fit, fit_spying, uniformity_reference
 
 LATENT, N_IN, N_OUT = 8, 32, 24
 
@@ -27,30 +27,9 @@ def loader(n: int = 8, batch_size: int = 4) -> DataLoader:
     return DataLoader(items, batch_size=batch_size, shuffle=False)
 
 
-def u_ref(clouds: torch.Tensor, k: int) -> torch.Tensor:
-    """Batch mean of Var(r) / mean(r)^2, r_i = mean distance to the k nearest other points (float64)."""
-    x = clouds.detach().double()
-    d = torch.cdist(x, x)
-    d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
-    r = d.topk(k, dim=2, largest=False).values.mean(dim=2)
-    return (r.var(dim=1, unbiased=False) / r.mean(dim=1) ** 2).mean()
-
-
 def fit_one_step(model: Autoencoder) -> tuple[dict, list[torch.Tensor]]:
     """One optimizer step on the first batch; the logged metrics and the reconstructions the loss saw."""
-    seen = []
-    reconstruction_loss = model.reconstruction_loss
-
-    def spy(recon, points):
-        seen.append(recon.detach().clone())
-        return reconstruction_loss(recon, points)
-
-    model.reconstruction_loss = spy
-    torch.manual_seed(1)
-    t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, num_sanity_val_steps=0, max_epochs=1, limit_train_batches=1)
-    t.fit(model, train_dataloaders=loader())
-    return dict(t.callback_metrics), seen
+    return fit_spying(model, "reconstruction_loss", loader())
 
 
 def test_weight_zero_is_bit_identical_to_the_default():
@@ -66,14 +45,9 @@ def test_weight_zero_is_bit_identical_to_the_default():
     loss, parts = explicit.reconstruction_loss(recon, points)
     assert torch.equal(loss, chamfer_distance(recon, points)) and parts == {}
 
-    m_default, seen_default = fit_one_step(default)
-    m_explicit, seen_explicit = fit_one_step(explicit)
-    assert set(m_explicit) == set(m_default) and "train/uniformity" not in m_explicit
-    for key in m_default:
-        assert torch.equal(m_default[key], m_explicit[key]), key
-    assert torch.equal(seen_default[0], seen_explicit[0])
-    for (name, a), b in zip(default.state_dict().items(), explicit.state_dict().values()):
-        assert torch.equal(a, b), name
+    run_default, run_explicit = fit_one_step(default), fit_one_step(explicit)
+    assert "train/uniformity" not in run_explicit[0]
+    assert_same_fit(default, run_default, explicit, run_explicit)
 
 
 def test_uniformity_term_adds_exactly_weight_times_u():
@@ -88,7 +62,7 @@ def test_uniformity_term_adds_exactly_weight_times_u():
     recon, points = torch.randn(2, N_OUT, 3, generator=g), torch.randn(2, N_IN, 3, generator=g)
     loss, parts = unif.reconstruction_loss(recon, points)
     cd = chamfer_distance(recon, points)
-    torch.testing.assert_close(parts["uniformity"].double(), u_ref(recon, k), rtol=1e-5, atol=0)
+    torch.testing.assert_close(parts["uniformity"].double(), uniformity_reference(recon, k), rtol=1e-5, atol=0)
     assert torch.equal(parts["cd"], cd) and torch.equal(loss, cd + weight * parts["uniformity"])
 
     # one training step: same reconstruction, loss moved by exactly weight * U(recon)
@@ -96,7 +70,7 @@ def test_uniformity_term_adds_exactly_weight_times_u():
     m_unif, seen_unif = fit_one_step(unif)
     assert torch.equal(seen_plain[0], seen_unif[0])
     u = m_unif["train/uniformity_step"]
-    torch.testing.assert_close(u.double(), u_ref(seen_unif[0], k), rtol=1e-5, atol=0)
+    torch.testing.assert_close(u.double(), uniformity_reference(seen_unif[0], k), rtol=1e-5, atol=0)
     assert u > 0
     assert torch.equal(m_unif["train/cd_step"], m_plain["train/loss_step"])
     assert torch.equal(m_unif["train/loss_step"], m_plain["train/loss_step"] + weight * u)

@@ -16,7 +16,12 @@ from pc3d.models import LatentGAN, SaveGeneratedSamples, load_model
 from pc3d.models.image2cloud import load_frozen_autoencoder
 from pc3d.models.treegan import gradient_penalty
 from pc3d.nn import LatentCritic, LatentGenerator, PointCritic
-from tests.helpers import save_autoencoder_ckpt, tiny_autoencoder_config
+from tests.helpers import (
+    assert_same_parameter_grads,
+    gradient_penalty_reference,
+    save_autoencoder_ckpt,
+    tiny_autoencoder_config,
+)
 from tests.models.test_treegan import N, loader, trainer  # the tree-GAN tests' random clouds and Trainer
 
 LATENT, NOISE = 16, 4
@@ -43,17 +48,31 @@ def tiny_lgan(ae_ckpt, **kw) -> LatentGAN:
     return instantiate(lgan_config(ae_ckpt, **kw))
 
 
+def fit_and_save(config: dict, path) -> tuple[LatentGAN, object]:
+    """Build ``config["model"]``, fit it one epoch on 4 random clouds with ``config`` stored in the
+    checkpoint (as pc3d-train does), save the checkpoint to ``path``; returns (model, path)."""
+    model = instantiate(config["model"])
+    t = trainer(callbacks=[ConfigInCheckpoint(config)])
+    t.fit(model, train_dataloaders=loader(4, 4))
+    t.save_checkpoint(path)
+    return model, path
+
+
+def write_ae_ckpt(tmp_path, decoder: str):
+    """A pc3d-train-style autoencoder checkpoint (``DECODERS[decoder]``, N points) with non-trivial BN statistics."""
+    cfg = tiny_autoencoder_config(LATENT, DECODERS[decoder], data={"normalize": "none", "n_points": N})
+    return save_autoencoder_ckpt(tmp_path / f"ae_{decoder}.ckpt", cfg, n_points=N)
+
+
 @pytest.fixture(params=sorted(DECODERS))
 def ae_ckpt(request, tmp_path):
-    """A pc3d-train-style autoencoder checkpoint (FC or tree decoder, N points) with non-trivial BN statistics."""
-    cfg = tiny_autoencoder_config(LATENT, DECODERS[request.param], data={"normalize": "none", "n_points": N})
-    return save_autoencoder_ckpt(tmp_path / f"ae_{request.param}.ckpt", cfg, n_points=N)
+    """An autoencoder checkpoint with an FC or a tree decoder (:func:`write_ae_ckpt`)."""
+    return write_ae_ckpt(tmp_path, request.param)
 
 
 @pytest.fixture
 def fc_ae_ckpt(tmp_path):
-    cfg = tiny_autoencoder_config(LATENT, DECODERS["fc"], data={"normalize": "none", "n_points": N})
-    return save_autoencoder_ckpt(tmp_path / "ae_fc.ckpt", cfg, n_points=N)
+    return write_ae_ckpt(tmp_path, "fc")
 
 
 # ----------------------------------------------------------------------------- gradient penalty
@@ -64,18 +83,10 @@ def test_gradient_penalty_on_latents_matches_per_sample_autograd_reference():
     alpha = torch.rand(4, dtype=torch.float64)
     gp = gradient_penalty(critic, real, fake, alpha=alpha)
 
-    terms = []  # one latent at a time, its own interpolation weight, the norm over its D entries
-    for b in range(4):
-        x = (alpha[b] * real[b] + (1 - alpha[b]) * fake[b]).unsqueeze(0).requires_grad_(True)
-        (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
-        terms.append((torch.sqrt((g ** 2).sum()) - 1) ** 2)
-    ref = torch.stack(terms).mean()
+    # one latent at a time, its own interpolation weight, the norm over its D entries
+    ref = gradient_penalty_reference(critic, real, fake, alpha)
     assert torch.allclose(gp, ref, atol=1e-12)
-    params = list(critic.parameters())
-    grads = torch.autograd.grad(gp, params, allow_unused=True)
-    grads_ref = torch.autograd.grad(ref, params, allow_unused=True)
-    for a, b in zip(grads, grads_ref):
-        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-10)
+    assert_same_parameter_grads(gp, ref, list(critic.parameters()), atol=1e-10)
 
     # one alpha per latent when drawn: a linear critic sees interpolations constant within each row
     seen = []
@@ -216,9 +227,7 @@ def test_points_must_match_the_decoder(fc_ae_ckpt):
 def test_validation_logs_generation_metrics_and_saves_fixed_samples(fc_ae_ckpt, tmp_path):
     model = tiny_lgan(fc_ae_ckpt, n_critic=1)
     saver = SaveGeneratedSamples(tmp_path / "samples")
-    t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, num_sanity_val_steps=0, max_epochs=1, limit_train_batches=1,
-                  callbacks=[saver])
+    t = trainer(limit_train_batches=1, limit_val_batches=1.0, callbacks=[saver])
     t.fit(model, train_dataloaders=loader(4, 4), val_dataloaders=loader(8, 4, seed=1))
     m = t.callback_metrics
     assert {"val/mmd_cd", "val/cov_cd", "val/1nna_cd", "val/wasserstein"} <= set(m)
@@ -238,13 +247,7 @@ def test_validation_logs_generation_metrics_and_saves_fixed_samples(fc_ae_ckpt, 
 # ----------------------------------------------------------------------------- checkpoints
 def test_checkpoint_round_trip_needs_no_autoencoder_file(ae_ckpt, tmp_path):
     config = {"model": lgan_config(ae_ckpt)}  # what pc3d-train stores (plain containers)
-    model = instantiate(config["model"])
-    t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, num_sanity_val_steps=0, max_epochs=1, limit_val_batches=0,
-                  callbacks=[ConfigInCheckpoint(config)])
-    t.fit(model, train_dataloaders=loader(4, 4))
-    path = tmp_path / "lgan.ckpt"
-    t.save_checkpoint(path)
+    model, path = fit_and_save(config, tmp_path / "lgan.ckpt")
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["pc3d_config"]["model"]["autoencoder"]["_target_"] == "pc3d.models.Autoencoder"
     assert "autoencoder" not in config["model"]  # the callback's config is not modified
@@ -264,13 +267,7 @@ def test_generate_cli_on_a_saved_lgan_checkpoint(fc_ae_ckpt, tmp_path):
     from pc3d.cli.generate import generate
     from tests.cli.test_generate import gen_cfg
 
-    config = {"model": lgan_config(fc_ae_ckpt)}
-    model = instantiate(config["model"])
-    t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, max_epochs=1, limit_val_batches=0, callbacks=[ConfigInCheckpoint(config)])
-    t.fit(model, train_dataloaders=loader(4, 4))
-    path = tmp_path / "lgan.ckpt"
-    t.save_checkpoint(path)
+    model, path = fit_and_save({"model": lgan_config(fc_ae_ckpt)}, tmp_path / "lgan.ckpt")
     out = generate(gen_cfg(path, tmp_path / "out", n=5, seed=7, batch_size=2, ply=False, device="cpu"))
     clouds = np.load(tmp_path / "out" / "samples.npy")
     assert clouds.shape == (5, N, 3) and clouds.dtype == np.float32 and np.array_equal(clouds, out["samples"])
@@ -284,12 +281,7 @@ def test_eval_cli_scores_a_saved_lgan_checkpoint(fc_ae_ckpt, tiny_builtin, tmp_p
     from tests.cli.test_eval import _tiny_data_cfg, compose_eval
 
     config = {"model": lgan_config(fc_ae_ckpt), "data": {**_tiny_data_cfg(tiny_builtin), "n_points": N}}
-    model = instantiate(config["model"])
-    t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                  enable_model_summary=False, max_epochs=1, limit_val_batches=0, callbacks=[ConfigInCheckpoint(config)])
-    t.fit(model, train_dataloaders=loader(4, 4))
-    path = tmp_path / "lgan.ckpt"
-    t.save_checkpoint(path)
+    _, path = fit_and_save(config, tmp_path / "lgan.ckpt")
     result = evaluate(compose_eval([f"ckpt_path={path}", "n_samples=4", "split=val"], tmp_path))
     assert result["task"] == "generation" and result["n_samples"] == 4 and result["n_refs"] > 0
     assert {"mmd_cd", "cov_cd", "1nna_cd"} <= set(result["metrics"])

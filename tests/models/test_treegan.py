@@ -10,6 +10,13 @@ from torch.utils.data import DataLoader
 from pc3d.models import SaveGeneratedSamples, TreeGAN
 from pc3d.models.treegan import gradient_penalty, load_generator_weights
 from pc3d.nn import PointCritic, TreeGenerator
+from tests.helpers import (
+    assert_same_fit,
+    assert_same_parameter_grads,
+    fit_spying,
+    gradient_penalty_reference,
+    uniformity_reference,
+)
 
 LATENT, N = 8, 16
 
@@ -44,20 +51,12 @@ def test_gradient_penalty_matches_per_sample_autograd_reference():
     gp = gradient_penalty(critic, real, fake, alpha=alpha)
 
     # hand-written reference: one cloud at a time, its own interpolation weight
-    terms = []
-    for b in range(3):
-        x = (alpha[b] * real[b] + (1 - alpha[b]) * fake[b]).unsqueeze(0).requires_grad_(True)
-        (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
-        terms.append((torch.sqrt((g ** 2).sum()) - 1) ** 2)
-    ref = torch.stack(terms).mean()
+    ref = gradient_penalty_reference(critic, real, fake, alpha)
     assert torch.allclose(gp, ref, atol=1e-12)
     # and the same gradient w.r.t. the critic's parameters (the penalty is trained through)
     params = list(critic.parameters())
-    grads = torch.autograd.grad(gp, params, allow_unused=True)
-    grads_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    grads = assert_same_parameter_grads(gp, ref, params, atol=1e-10)
     assert sum(g is not None for g in grads) == len(params) - 1  # all but the output bias
-    for a, b in zip(grads, grads_ref):
-        assert (a is None and b is None) or torch.allclose(a, b, atol=1e-10)
 
 
 def test_gradient_penalty_draws_one_weight_per_sample():
@@ -229,30 +228,10 @@ def test_autoencoder_tree_decoder_config_warm_starts_the_gan_config(tmp_path):
 # ---------------------------------------------------------------------------- density-uniformity term
 
 
-def _u_ref(clouds: torch.Tensor, k: int) -> torch.Tensor:
-    """Batch mean of Var(r) / mean(r)^2, r_i = mean distance to the k nearest other points (float64)."""
-    x = clouds.detach().double()
-    d = torch.cdist(x, x)
-    d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
-    r = d.topk(k, dim=2, largest=False).values.mean(dim=2)
-    return (r.var(dim=1, unbiased=False) / r.mean(dim=1) ** 2).mean()
-
-
-def _fit_one_iteration(model: TreeGAN, seed: int = 1) -> tuple[dict, list[torch.Tensor]]:
-    """One tree-GAN iteration (n_critic critic steps + 1 G step); returns the logged metrics and the
-    clouds the generator loss saw."""
-    seen = []
-    generator_loss = model.generator_loss
-
-    def spy(fake):
-        seen.append(fake.detach().clone())
-        return generator_loss(fake)
-
-    model.generator_loss = spy
-    torch.manual_seed(seed)
-    t = trainer(limit_train_batches=1)
-    t.fit(model, train_dataloaders=loader(4, 4))
-    return dict(t.callback_metrics), seen
+def _fit_one_iteration(model: TreeGAN) -> tuple[dict, list[torch.Tensor]]:
+    """One tree-GAN iteration (n_critic critic steps + 1 G step); the logged metrics and the clouds
+    the generator loss saw."""
+    return fit_spying(model, "generator_loss", loader(4, 4))
 
 
 def test_uniformity_weight_zero_is_bit_identical_to_the_default():
@@ -267,14 +246,9 @@ def test_uniformity_weight_zero_is_bit_identical_to_the_default():
     loss, parts = explicit.generator_loss(fake)
     assert torch.equal(loss, -explicit.critic(fake).mean()) and parts == {}
 
-    m_default, seen_default = _fit_one_iteration(default)
-    m_explicit, seen_explicit = _fit_one_iteration(explicit)
-    assert "train/g_uniformity" not in m_explicit and set(m_explicit) == set(m_default)
-    for key in m_default:
-        assert torch.equal(m_default[key], m_explicit[key]), key
-    assert torch.equal(seen_default[0], seen_explicit[0])
-    for (name, a), b in zip(default.state_dict().items(), explicit.state_dict().values()):
-        assert torch.equal(a, b), name
+    run_default, run_explicit = _fit_one_iteration(default), _fit_one_iteration(explicit)
+    assert "train/g_uniformity" not in run_explicit[0]
+    assert_same_fit(default, run_default, explicit, run_explicit)
 
 
 def test_uniformity_term_adds_exactly_weight_times_u():
@@ -288,7 +262,7 @@ def test_uniformity_term_adds_exactly_weight_times_u():
     fake = torch.randn(4, N, 3, generator=torch.Generator().manual_seed(5))
     loss, parts = unif.generator_loss(fake)
     adv = -unif.critic(fake).mean()
-    torch.testing.assert_close(parts["g_uniformity"].double(), _u_ref(fake, k), rtol=1e-5, atol=0)
+    torch.testing.assert_close(parts["g_uniformity"].double(), uniformity_reference(fake, k), rtol=1e-5, atol=0)
     assert torch.equal(loss, adv + weight * parts["g_uniformity"])
     assert torch.equal(plain.generator_loss(fake)[0], adv)  # same init: same critic
 
@@ -299,7 +273,7 @@ def test_uniformity_term_adds_exactly_weight_times_u():
     for key in ("train/d_loss_step", "train/gp_step", "train/wasserstein_step"):
         assert torch.equal(m_plain[key], m_unif[key]), key
     u = m_unif["train/g_uniformity_step"]
-    torch.testing.assert_close(u.double(), _u_ref(seen_unif[0], k), rtol=1e-5, atol=0)
+    torch.testing.assert_close(u.double(), uniformity_reference(seen_unif[0], k), rtol=1e-5, atol=0)
     assert u > 0
     assert torch.equal(m_unif["train/g_loss_step"], m_plain["train/g_loss_step"] + weight * u)
     # and the generator took a different step (the term has a gradient), the critic the same ones
