@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny built-in dataset generated once per session, and config composition."""
+"""Shared fixtures: a tiny built-in dataset generated once per session, a tiny Image2Cloud checkpoint
+trained on it, and config composition."""
 
 from __future__ import annotations
 
@@ -21,3 +22,11 @@ def tiny_builtin(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("builtin") / "pc3d_synthetic"
     ensure_generated(root, progress=False, **TINY_SYNTHETIC)
     return root
+
+
+@pytest.fixture(scope="session")
+def img_ckpt(tiny_builtin, tmp_path_factory) -> Path:
+    """A tiny Image2Cloud checkpoint trained for one step on the tiny built-in data (no autoencoder)."""
+    from tests.helpers import train_tiny_img2cloud
+
+    return train_tiny_img2cloud(tiny_builtin, tmp_path_factory.mktemp("img2cloud"))

@@ -36,6 +36,21 @@ def compose_train(overrides: list[str], output_dir: Path, builtin_root: Path | N
     return cfg
 
 
+def train_tiny_img2cloud(builtin_root: Path, output_dir: Path) -> Path:
+    """Train a tiny :class:`pc3d.models.Image2Cloud` (no autoencoder, latent 8, 64 points, 32 px
+    views) for one step on the tiny built-in data at ``builtin_root``, with ``pc3d-train``; returns
+    its last checkpoint (which stores the data config, so eval-style code rebuilds the data)."""
+    from pc3d.cli.train import train
+
+    cfg = compose_train(["experiment=img2cloud", "model.ae_ckpt=null", "model.latent_weight=0", "model.latent_dim=8",
+                         "model.decoder.features=[8,16,3]", "model.decoder.degrees=[4,16]", "model.decoder.support=2",
+                         "data.n_points=64", "data.image_size=32", "model.encoder.input_size=32",
+                         "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+                         "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false",
+                         "callbacks.progress_bar=null", "callbacks.model_summary=null"], output_dir, builtin_root)
+    return Path(train(cfg)["last_ckpt"])
+
+
 def write_pc15k(root, spec, n_rows=64, name_map=None, seed=0):
     """Write ``root/<synset>/<split>/<model_id>.npy`` clouds; return ``{path: array}``.
 

@@ -7,7 +7,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -19,7 +19,8 @@ from pc3d.ops import chamfer_distance
 
 log = logging.getLogger("pc3d.image2cloud")
 
-__all__ = ["Image2Cloud", "load_frozen_autoencoder", "retrieval_baseline"]
+__all__ = ["Image2Cloud", "RetrievalGallery", "load_frozen_autoencoder", "pixel_features", "retrieval_baseline",
+           "retrieval_gallery"]
 
 
 def load_frozen_autoencoder(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -419,36 +420,30 @@ def pixel_features(images: torch.Tensor, size: int = 16) -> torch.Tensor:
     return F.adaptive_avg_pool2d(images, (size, size)).flatten(1)
 
 
-@torch.no_grad()
-def retrieval_baseline(
-    train_set,
-    query_loader,
-    feature_fn: Callable[[torch.Tensor], torch.Tensor],
-    *,
-    all_views: bool = True,
-    metrics: Sequence[str] = ("cd", "emd", "fscore"),
-    tau: float = 0.01,
-    normalize: str = "none",
-    emd_method: str = "exact",
-    batch_size: int = 64,
-    names: Sequence[str] | None = None,
-) -> dict[str, dict[str, float]]:
-    """Nearest-neighbour retrieval: predict the training cloud whose image feature is nearest.
+class RetrievalGallery(NamedTuple):
+    """The gallery of a nearest-neighbour retrieval baseline (see :func:`retrieval_gallery`).
 
-    The gallery holds every view (``all_views``; else the seeded view) of every item of
-    ``train_set`` (an :class:`~pc3d.data.renderings.ImageCloudDataset`), each with its cloud at
-    fixed sampling; each query image of ``query_loader`` (batches with ``image``, ``points``,
-    ``category``) gets the cloud of the gallery image at the smallest euclidean feature
-    distance, scored against its ground truth with
-    :func:`pc3d.metrics.reconstruction.reconstruction_metrics`.
-
-    ``feature_fn`` maps (B, 3, H, W) images to (B, D) features, e.g. :func:`pixel_features`
-    or a trained encoder's ``features``.
-
-    Returns the :func:`~pc3d.metrics.reconstruction.per_category_means` table.
+    Shapes: ``features`` (G, D), one row per gallery image; ``owner`` (G,) the item each image
+    belongs to; ``clouds`` (M, N, 3), one cloud per item.
     """
-    from pc3d.metrics.reconstruction import per_category_means, reconstruction_metrics
 
+    features: torch.Tensor
+    owner: torch.Tensor
+    clouds: torch.Tensor
+
+    def retrieve(self, features: torch.Tensor) -> torch.Tensor:
+        """Item index (B,) of the gallery image nearest (euclidean) to each query feature (B, D)."""
+        return self.owner[torch.cdist(features.float().cpu(), self.features).argmin(1)]
+
+
+@torch.no_grad()
+def retrieval_gallery(train_set, feature_fn: Callable[[torch.Tensor], torch.Tensor], *, all_views: bool = True,
+                      batch_size: int = 64) -> RetrievalGallery:
+    """Features of every view (``all_views``; else the seeded view) of every item of ``train_set``
+    (an :class:`~pc3d.data.renderings.ImageCloudDataset`) and each item's cloud at fixed sampling.
+
+    ``feature_fn`` maps (B, 3, H, W) images to (B, D) features (see :func:`retrieval_baseline`).
+    """
     gallery = train_set.variant(sampling="fixed", transform=None, view="seeded")
     feats, owner, clouds = [], [], []
     pending: list[torch.Tensor] = []
@@ -468,15 +463,44 @@ def retrieval_baseline(
             if len(pending) >= batch_size:
                 flush()
     flush()
-    gal = torch.cat(feats)
-    owner_t = torch.tensor(owner)
-    clouds_t = torch.stack(clouds)
+    return RetrievalGallery(torch.cat(feats), torch.tensor(owner), torch.stack(clouds))
+
+
+@torch.no_grad()
+def retrieval_baseline(
+    train_set,
+    query_loader,
+    feature_fn: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    all_views: bool = True,
+    metrics: Sequence[str] = ("cd", "emd", "fscore"),
+    tau: float = 0.01,
+    normalize: str = "none",
+    emd_method: str = "exact",
+    batch_size: int = 64,
+    names: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Nearest-neighbour retrieval: predict the training cloud whose image feature is nearest.
+
+    The gallery (:func:`retrieval_gallery`) holds every view (``all_views``; else the seeded view)
+    of every item of ``train_set`` (an :class:`~pc3d.data.renderings.ImageCloudDataset`), each with
+    its cloud at fixed sampling; each query image of ``query_loader`` (batches with ``image``,
+    ``points``, ``category``) gets the cloud of the gallery image at the smallest euclidean feature
+    distance, scored against its ground truth with
+    :func:`pc3d.metrics.reconstruction.reconstruction_metrics`.
+
+    ``feature_fn`` maps (B, 3, H, W) images to (B, D) features, e.g. :func:`pixel_features`
+    or a trained encoder's ``features``.
+
+    Returns the :func:`~pc3d.metrics.reconstruction.per_category_means` table.
+    """
+    from pc3d.metrics.reconstruction import per_category_means, reconstruction_metrics
+
+    gallery = retrieval_gallery(train_set, feature_fn, all_views=all_views, batch_size=batch_size)
     per_shape: dict[str, list[torch.Tensor]] = {}
     labels = []
     for batch in query_loader:
-        q = feature_fn(batch["image"]).float().cpu()
-        nearest = torch.cdist(q, gal).argmin(1)
-        pred = clouds_t[owner_t[nearest]]
+        pred = gallery.clouds[gallery.retrieve(feature_fn(batch["image"]))]
         vals = reconstruction_metrics(pred, batch["points"], metrics=metrics, tau=tau, normalize=normalize,
                                       emd_method=emd_method)
         for k, v in vals.items():

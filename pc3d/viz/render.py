@@ -467,7 +467,8 @@ def _font(size: int):
 
 
 def _as_image(x: Any, size: int) -> np.ndarray:
-    """An image (3, H, W) float in [0, 1] or (H, W, 3)/(H, W, 4) uint8/float -> (size, size, 3) uint8."""
+    """An image (3, H, W) float in [0, 1] or (H, W, 3)/(H, W, 4) uint8/float -> (size, size, 3) uint8,
+    scaled (up or down) so that its longer side is ``size``, centred on white."""
     from PIL import Image
 
     if hasattr(x, "detach"):
@@ -487,7 +488,10 @@ def _as_image(x: Any, size: int) -> np.ndarray:
         alpha = a[..., 3:].astype(np.float64) / 255
         a = np.round(a[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
     img = Image.fromarray(a)
-    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    scale = size / max(img.width, img.height)  # fit the cell: small views (e.g. 64 px model inputs) are enlarged
+    if scale != 1:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (size, size), (255, 255, 255))
     canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
     return np.asarray(canvas)
@@ -514,7 +518,7 @@ def render_grid(
     Args:
         rows: a mapping ``{row label: clouds}`` or a sequence of rows, each row being clouds
             (B, N, 3) / a sequence of (N_i, 3), or images (B, 3, H, W) in [0, 1] (such a row is
-            shown as pictures, e.g. the input image of an image-to-cloud model). A single
+            shown as pictures scaled to the cell, e.g. the input image of an image-to-cloud model). A single
             (B, N, 3) array is one row, wrapped into ``ncols`` columns.
         captions: per cell (a list per row, or a flat list for a single row); drawn under
             each cell. ``None``: no caption strip.

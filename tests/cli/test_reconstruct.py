@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 
 from pc3d.cli.reconstruct import read_image, reconstruct
-from tests.helpers import compose_train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,21 +24,6 @@ def compose_reconstruct(overrides: list[str]):
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose("reconstruct", overrides=overrides)
-
-
-@pytest.fixture(scope="module")
-def img_ckpt(tiny_builtin, tmp_path_factory) -> Path:
-    """A tiny Image2Cloud checkpoint trained for one step on the tiny built-in data (no autoencoder)."""
-    from pc3d.cli.train import train
-
-    out = tmp_path_factory.mktemp("img2cloud")
-    cfg = compose_train(["experiment=img2cloud", "model.ae_ckpt=null", "model.latent_weight=0", "model.latent_dim=8",
-                         "model.decoder.features=[8,16,3]", "model.decoder.degrees=[4,16]", "model.decoder.support=2",
-                         "data.n_points=64", "data.image_size=32", "model.encoder.input_size=32",
-                         "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-                         "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false",
-                         "callbacks.progress_bar=null", "callbacks.model_summary=null"], out, tiny_builtin)
-    return Path(train(cfg)["last_ckpt"])
 
 
 def builtin_png(root: Path, k: int = 0) -> Path:
