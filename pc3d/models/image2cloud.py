@@ -247,7 +247,7 @@ class Image2Cloud(L.LightningModule):
             raise ValueError(f"Image2Cloud: cannot initialize the decoder ({type(self.decoder).__name__}) from the "
                              f"autoencoder's {type(src).__name__} ({self.ae_ckpt}); use the same decoder "
                              f"(model/decoder=...) or init_decoder_from_ae=false")
-        for key in ("ancestor_scale",):  # same weights, different function: refuse
+        for key in getattr(type(src), "RULE_ARGS", {}):  # same weights, different function: refuse
             theirs_rule, ours_rule = getattr(src, key, None), getattr(self.decoder, key, None)
             if theirs_rule != ours_rule:
                 raise ValueError(f"Image2Cloud: the autoencoder's decoder ({self.ae_ckpt}) has {key}="

@@ -81,26 +81,22 @@ def load_generator_weights(generator: nn.Module, ckpt_path: str | os.PathLike, p
     return p
 
 
-#: TreeGenerator arguments that change the forward rule without changing any weight's shape.
-_RULE_KEYS = ("ancestor_scale",)
-
-
 def _check_forward_rule(generator: nn.Module, ckpt: Any, prefix: str, path: Path) -> None:
     """Refuse weights trained under another forward rule (same shapes, different function).
 
     The checkpoint's stored run config (``pc3d_config``, plain data) names the source network's
-    arguments; a TreeGenerator trained with ``ancestor_scale="mean"`` computes another function
-    under ``"sum"``, so such a warm start would silently start from garbage.
+    arguments; those in the generator's ``RULE_ARGS`` (e.g. a TreeGenerator's ``ancestor_scale``)
+    must agree, an absent one counting as its default.
     """
+    rules = getattr(type(generator), "RULE_ARGS", {})
     cfg = ckpt.get("pc3d_config") if isinstance(ckpt, dict) else None
     model_cfg = cfg.get("model") if isinstance(cfg, dict) else None
     net_cfg = model_cfg.get(prefix.rstrip(".")) if isinstance(model_cfg, dict) and prefix else None
     if not isinstance(net_cfg, dict):
         return
-    for key in _RULE_KEYS:
-        ours = getattr(generator, key, None)
-        theirs = net_cfg.get(key, "sum" if key == "ancestor_scale" else None)
-        if ours is not None and theirs is not None and ours != theirs:
+    for key, default in rules.items():
+        ours, theirs = getattr(generator, key), net_cfg.get(key, default)
+        if ours != theirs:
             raise ValueError(
                 f"warm start: {path} was trained with model.{prefix.rstrip('.')}.{key}={theirs!r} but this "
                 f"generator has {key}={ours!r}; set model.generator.{key}={theirs!r} (the weights fit, the "

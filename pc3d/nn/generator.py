@@ -33,8 +33,8 @@ class TreeGenerator(nn.Module):
         n_points: optional; if given it must equal ``prod(degrees)`` (links configs to the data).
         negative_slope: slope of the LeakyReLUs.
         fuse_loop: see :class:`TreeGCN` (same outputs, faster).
-        init, ancestor_scale, node_bias: see :class:`TreeGCN`; ``"official"``, ``"sum"`` and
-            ``False`` are the paper's layout (experiments/RESULTS.md has the ablation).
+        init, ancestor_scale: see :class:`TreeGCN`; ``"official"`` and ``"sum"`` are the paper's
+            layout (experiments/RESULTS.md has the ablation).
 
     Attributes: ``latent_dim`` (= ``features[0]``), ``n_points`` (= ``prod(degrees)``),
     ``node_counts`` (nodes per level, ``len(features)`` entries).
@@ -43,6 +43,10 @@ class TreeGenerator(nn.Module):
         z: (B, latent_dim) (or (B, 1, latent_dim))
         returns: (B, n_points, features[-1])
     """
+
+    #: Arguments that change the function without changing any weight's shape, with their defaults:
+    #: weights move between two generators (warm starts) only when these agree.
+    RULE_ARGS = {"ancestor_scale": "sum"}
 
     def __init__(
         self,
@@ -54,7 +58,6 @@ class TreeGenerator(nn.Module):
         fuse_loop: bool = True,
         init: str = "official",
         ancestor_scale: str = "sum",
-        node_bias: bool = False,
     ) -> None:
         super().__init__()
         features = [int(f) for f in features]
@@ -70,7 +73,6 @@ class TreeGenerator(nn.Module):
         self.support = int(support)
         self.init = init
         self.ancestor_scale = ancestor_scale
-        self.node_bias = bool(node_bias)
         self.latent_dim = features[0]
         self.n_points = math.prod(degrees)
         self.node_counts = tuple(math.prod(degrees[:j]) for j in range(len(features)))
@@ -78,7 +80,7 @@ class TreeGenerator(nn.Module):
         self.layers = nn.ModuleList(
             TreeGCN(l, features, degrees, support=support, activation=l != last,
                     negative_slope=negative_slope, fuse_loop=fuse_loop, init=init,
-                    ancestor_scale=ancestor_scale, node_bias=node_bias)
+                    ancestor_scale=ancestor_scale)
             for l in range(len(degrees))
         )
 
@@ -99,5 +101,4 @@ class TreeGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"features={list(self.features)}, degrees={list(self.degrees)}, support={self.support}, "
-                f"nodes={list(self.node_counts)}, init={self.init!r}, ancestor_scale={self.ancestor_scale!r}, "
-                f"node_bias={self.node_bias}")
+                f"nodes={list(self.node_counts)}, init={self.init!r}, ancestor_scale={self.ancestor_scale!r}")

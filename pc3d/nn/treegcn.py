@@ -47,11 +47,6 @@ class TreeGCN(nn.Module):
       with ``sigma = LeakyReLU(0.2)``; the last layer (``activation=False``) uses neither
       the bias nor the activation: ``y = U c + a``.
 
-    Node bias (``node_bias=True``, not in the paper): the bias has one row per *output node*,
-    ``b`` of shape ``(N_l, d, F')``, and the last layer uses it too (``y = U c + a + b``), so
-    the leaves get a learned template cloud (``N x 3`` numbers), as the output bias of a fully
-    connected decoder gives it. ``node_bias=False`` is the official layout below.
-
     The bias has one row per child slot, ``b`` of shape ``(d, F')``, as in the official code.
     The official code also creates that bias in the last layer and never uses it; it is kept
     here as a *frozen* parameter (``requires_grad=False``) so that the parameter count
@@ -94,7 +89,6 @@ class TreeGCN(nn.Module):
         fuse_loop: apply the product of the two loop maps (see Speed).
         init: ``"official"`` (the published code's scales) or ``"node"`` (per-node fans; see Init).
         ancestor_scale: ``"sum"`` (eq. 2) or ``"mean"`` (the sum divided by ``depth + 1``).
-        node_bias: one bias per output node, used in the last layer too (see Node bias).
 
     Shapes:
         tree: a sequence of ``depth + 1`` tensors, ``tree[j]`` of shape
@@ -113,7 +107,6 @@ class TreeGCN(nn.Module):
         fuse_loop: bool = True,
         init: str = "official",
         ancestor_scale: str = "sum",
-        node_bias: bool = False,
     ) -> None:
         super().__init__()
         if init not in INITS:
@@ -140,7 +133,6 @@ class TreeGCN(nn.Module):
         self.fuse_loop = bool(fuse_loop)
         self.init = init
         self.ancestor_scale = ancestor_scale
-        self.node_bias = bool(node_bias)
 
         f_in, f_out = self.in_features, self.out_features
         self.W_root = nn.ModuleList(nn.Linear(f, f_out, bias=False) for f in self.ancestor_features)
@@ -150,10 +142,7 @@ class TreeGCN(nn.Module):
             nn.Linear(self.support * f_in, f_out, bias=False),
         )
         # Unused (and frozen) in the last layer; kept for the official parameter layout.
-        if self.node_bias:
-            self.bias = nn.Parameter(torch.empty(self.nodes, self.degree, f_out))
-        else:
-            self.bias = nn.Parameter(torch.empty(self.degree, f_out), requires_grad=self.activation)
+        self.bias = nn.Parameter(torch.empty(self.degree, f_out), requires_grad=self.activation)
         self.reset_parameters()
 
     @property
@@ -180,10 +169,7 @@ class TreeGCN(nn.Module):
                 self.W_loop[0].weight.mul_(1.0 / nn.init.calculate_gain("leaky_relu", self.negative_slope))
         bound = 1.0 / math.sqrt(self.out_features)
         with torch.no_grad():
-            if self.node_bias and not self.activation:
-                self.bias.zero_()  # the leaves' template starts at the ancestors' positions
-            else:
-                self.bias.uniform_(-bound, bound)
+            self.bias.uniform_(-bound, bound)
 
     def _check(self, tree: Sequence[torch.Tensor]) -> None:
         if len(tree) != self.depth + 1:
@@ -228,14 +214,12 @@ class TreeGCN(nn.Module):
         out = loop.view(b, n, d, f_out) + root.unsqueeze(2)
         if self.activation:
             out = F.leaky_relu(out + self.bias, self.negative_slope)
-        elif self.node_bias:
-            out = out + self.bias
         return out.reshape(b, n * d, f_out)
 
     def extra_repr(self) -> str:
         return (f"depth={self.depth}, features={self.in_features}->{self.out_features}, "
                 f"nodes={self.nodes}->{self.out_nodes} (degree {self.degree}), support={self.support}, "
                 f"ancestors={list(self.ancestor_features)}, W_branch={tuple(self.W_branch.shape)}, "
-                f"bias={tuple(self.bias.shape)}{'' if self.activation or self.node_bias else ' (unused, frozen)'}, "
+                f"bias={tuple(self.bias.shape)}{'' if self.activation else ' (unused, frozen)'}, "
                 f"activation={self.activation}, fuse_loop={self.fuse_loop}, init={self.init!r}, "
-                f"ancestor_scale={self.ancestor_scale!r}, node_bias={self.node_bias}")
+                f"ancestor_scale={self.ancestor_scale!r}")

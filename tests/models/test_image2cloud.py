@@ -183,3 +183,14 @@ def test_emd_weight_adds_the_logged_term(ae_ckpt):
     m = tr.callback_metrics
     expected = m["train/cd"] + m["train/latent_l1"] + 0.25 * m["train/emd_subset"]
     assert torch.allclose(m["train/loss"], expected, rtol=1e-5)
+
+
+def test_decoder_warm_start_refuses_another_forward_rule():
+    """Same shapes, other ancestor_scale: copying the AE's decoder would silently change its function."""
+    model = make_model(decoder=instantiate({**TREE, "ancestor_scale": "mean"}))
+    src = instantiate({**TREE, "ancestor_scale": "sum"})
+    before = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    with pytest.raises(ValueError, match="ancestor_scale"):
+        model._copy_decoder(src)
+    assert all(torch.equal(before[k], v) for k, v in model.decoder.state_dict().items())
+    model._copy_decoder(instantiate({**TREE, "ancestor_scale": "mean"}))  # same rule: copied
