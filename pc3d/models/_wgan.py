@@ -78,6 +78,41 @@ def _clipped_step(system: L.LightningModule, opt) -> None:
     opt.step()
 
 
+def critic_steps(
+    system: L.LightningModule,
+    real: torch.Tensor,
+    fake: Callable[[], torch.Tensor],
+    opt_d,
+    step: Callable[[Any], None],
+) -> dict[str, torch.Tensor]:
+    """``system.n_critic`` WGAN-GP critic steps on one real batch.
+
+    Each step takes ``fake()`` (detached samples: fresh ones, or the same batch every time),
+    minimises ``L_D = mean D(fake) - mean D(real) + system.gp_lambda * GP``
+    (:func:`gradient_penalty`) with ``opt_d``, and applies the update with ``step(opt_d)``.
+    Returns the ``train/`` logs ``d_loss``, ``gp`` and ``wasserstein`` (``mean D(real) - mean
+    D(fake)``), each a mean over the steps, detached.
+
+    Shapes:
+        real: (B, ...) what the critic scores; fake() -> the same shape
+    """
+    d_losses, gps, wds = [], [], []
+    for _ in range(system.n_critic):
+        f = fake()
+        d_real = system.critic(real).mean()
+        d_fake = system.critic(f).mean()
+        gp = gradient_penalty(system.critic, real, f)
+        d_loss = d_fake - d_real + system.gp_lambda * gp
+        opt_d.zero_grad(set_to_none=True)
+        system.manual_backward(d_loss)
+        step(opt_d)
+        d_losses.append(d_loss.detach())
+        gps.append(gp.detach())
+        wds.append((d_real - d_fake).detach())
+    return {"train/d_loss": torch.stack(d_losses).mean(), "train/gp": torch.stack(gps).mean(),
+            "train/wasserstein": torch.stack(wds).mean()}
+
+
 def wgan_gp_iteration(
     system: L.LightningModule,
     real: torch.Tensor,
@@ -104,20 +139,11 @@ def wgan_gp_iteration(
     opt_g, opt_d = system.optimizers()
 
     # critic: n_critic steps on the same real batch, fresh noise each time
-    d_losses, gps, wds = [], [], []
-    for _ in range(system.n_critic):
-        with torch.no_grad():
-            fake = system.generator(torch.randn(b, noise_dim, device=system.device))
-        d_real = system.critic(real).mean()
-        d_fake = system.critic(fake).mean()
-        gp = gradient_penalty(system.critic, real, fake)
-        d_loss = d_fake - d_real + system.gp_lambda * gp
-        opt_d.zero_grad(set_to_none=True)
-        system.manual_backward(d_loss)
-        _clipped_step(system, opt_d)
-        d_losses.append(d_loss.detach())
-        gps.append(gp.detach())
-        wds.append((d_real - d_fake).detach())
+    @torch.no_grad()
+    def fresh_fake() -> torch.Tensor:
+        return system.generator(torch.randn(b, noise_dim, device=system.device))
+
+    logs = critic_steps(system, real, fresh_fake, opt_d, lambda opt: _clipped_step(system, opt))
 
     # generator: one step; the critic's parameters need no gradients here (toggled off and back)
     system.toggle_optimizer(opt_g)
@@ -128,9 +154,7 @@ def wgan_gp_iteration(
     system.untoggle_optimizer(opt_g)
 
     return {
-        "train/d_loss": torch.stack(d_losses).mean(),
-        "train/gp": torch.stack(gps).mean(),
-        "train/wasserstein": torch.stack(wds).mean(),
+        **logs,
         "train/g_loss": g_loss.detach(),
         **{f"train/{k}": v for k, v in g_parts.items()},
     }

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pc3d.models.treegan import gradient_penalty
+from pc3d.models._wgan import critic_steps
 from pc3d.ops import chamfer_distance
 
 log = logging.getLogger("pc3d.image2cloud")
@@ -306,20 +306,7 @@ class Image2Cloud(L.LightningModule):
 
         if self.critic is not None:
             fake = pred.detach()
-            d_losses, gps, wds = [], [], []
-            for _ in range(self.n_critic):
-                d_real = self.critic(points).mean()
-                d_fake = self.critic(fake).mean()
-                gp = gradient_penalty(self.critic, points, fake)
-                d_loss = d_fake - d_real + self.gp_lambda * gp
-                opt_d.zero_grad(set_to_none=True)
-                self.manual_backward(d_loss)
-                opt_d.step()
-                d_losses.append(d_loss.detach())
-                gps.append(gp.detach())
-                wds.append((d_real - d_fake).detach())
-            logs.update({"train/d_loss": torch.stack(d_losses).mean(), "train/gp": torch.stack(gps).mean(),
-                         "train/wasserstein": torch.stack(wds).mean()})
+            logs.update(critic_steps(self, points, lambda: fake, opt_d, lambda opt: opt.step()))
             self.toggle_optimizer(opt_g)
 
         cd = chamfer_distance(pred, points)
