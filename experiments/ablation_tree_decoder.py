@@ -113,7 +113,7 @@ def evaluate(model, loader, save: Path | None = None) -> dict[str, float]:
 
 def run_variant(name: str, variant: dict, dm_train, dm_test, *, epochs: int | None, seconds: float | None,
                 n_points: int, seed: int, save: Path | None = None) -> dict:
-    from pc3d.ops import chamfer_distance
+    from pc3d.ops import chamfer_distance, uniformity_loss
 
     torch.manual_seed(seed)
     model = build(variant, n_points)
@@ -146,8 +146,6 @@ def run_variant(name: str, variant: dict, dm_train, dm_test, *, epochs: int | No
             recon = model["decoder"](model["encoder"](pts))
             loss = chamfer_distance(recon, pts)
             if variant.get("uniformity"):
-                from pc3d.ops import uniformity_loss
-
                 loss = loss + variant["uniformity"] * uniformity_loss(recon, k=8)
             opt.zero_grad(set_to_none=True)
             loss.backward()
