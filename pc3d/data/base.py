@@ -23,7 +23,8 @@ Sampling (``sampling=``):
 * ``"treegan"``: tree-GAN's protocol: one fixed index set per shape, drawn **with replacement**. The
   set is read from the layout's index file when it has one (ShapeNet-part: ``<synset>/sampling/
   <id>.sam``, ``n_points`` integers), else drawn once from ``(seed, crc32("<synset>/<model_id>"))``,
-  so it does not depend on which categories are selected. :func:`write_index_files` writes them.
+  so it does not depend on which categories are selected. :func:`~pc3d.data.splits.write_index_files`
+  writes them.
 
 Shapes with fewer than ``n_points`` rows (``few_points=``): ``"error"`` (the default of most
 layouts: a ``ValueError`` naming the file) or ``"repeat"`` (the default for ShapeNet-part, whose
@@ -45,7 +46,6 @@ from __future__ import annotations
 import copy
 import math
 import operator
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,34 +54,24 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pc3d.data.transforms import unit_bbox_stats, unit_sphere_stats
+from pc3d.data.splits import ALL_SPLITS, drawn_index, read_index_file
+from pc3d.data.taxonomy import NAME_MAP_FILE, SHAPENET_NAME_TO_SYNSET, SHAPENET_SYNSETS, norm_name, read_name_map
+from pc3d.geometry.normalize import NORMALIZATIONS, unit_bbox_stats, unit_sphere_stats
 
 __all__ = [
-    "ALL_SPLITS",
+    "FEW_POINTS",
     "NORMALIZATIONS",
     "SAMPLINGS",
-    "SPLITS",
     "PointCloudSet",
     "check_dataset_args",
     "compute_set_stats",
-    "holdout_split",
-    "norm_name",
+    "item_index",
     "parse_global_stats",
-    "write_index_files",
 ]
 
-SPLITS = ("train", "val", "test")
-#: ``"all"``: every shape of the selected categories, whatever its split (tree-GAN trains on that).
-ALL_SPLITS = (*SPLITS, "all")
 SAMPLINGS = ("random", "fixed", "treegan")
 FEW_POINTS = ("error", "repeat")
-NORMALIZATIONS = ("none", "unit_sphere", "unit_bbox", "global")
 _EXPECTED = "(P, 3) float array"
-
-
-def norm_name(name: str) -> str:
-    """Lower-case, spaces and hyphens to underscores (how category names are compared)."""
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
 
 
 def check_dataset_args(split: str, sampling: str, normalize: str, n_points: int, seed: int, global_stats) -> None:
@@ -166,31 +156,6 @@ def compute_set_stats(arrays: Iterable[tuple[Path, np.ndarray]]) -> dict[str, An
     }
 
 
-def holdout_split(keys: Sequence[str], fractions: Sequence[float], seed: int, salt: str) -> dict[str, str]:
-    """Deterministic train/val/test assignment of ``keys`` (one category's model ids).
-
-    The keys are sorted, permuted by ``numpy.random.default_rng((seed, crc32(salt)))`` and cut into
-    ``round(n * fraction)`` blocks (largest remainders; a split with a positive fraction gets at
-    least one key when there are enough), in ``train, val, test`` order. The result depends only on
-    the set of keys, the fractions, the seed and the salt (e.g. the category), not on file order.
-    """
-    from pc3d.data.synthetic import _split_counts
-
-    fractions = [float(f) for f in fractions]
-    if len(fractions) != len(SPLITS) or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
-    ordered = sorted(keys)
-    perm = np.random.default_rng((seed, zlib.crc32(salt.encode()))).permutation(len(ordered))
-    out: dict[str, str] = {}
-    start = 0
-    for name, n in zip(SPLITS, _split_counts(len(ordered), fractions), strict=True):
-        for i in perm[start : start + n]:
-            out[ordered[int(i)]] = name
-        start += n
-    return out
-
-
-
 def item_index(index: Any, n: int) -> int:
     """``index`` (any int-like, negative counts from the end) as a position in ``[0, n)``;
     ``IndexError`` naming the range otherwise."""
@@ -201,6 +166,7 @@ def item_index(index: Any, n: int) -> int:
         raise IndexError(f"index {index} out of range for {n} items")
     return index
 
+
 class PointCloudSet(Dataset):
     """Base class of every reader: one split of one layout, as a map-style data set.
 
@@ -209,7 +175,9 @@ class PointCloudSet(Dataset):
     (raising ``ValueError`` that names the file). Optional: ``_known_categories() -> [synset]``
     (every category of the layout; default: the root's subfolders), ``_read_name_map()`` (default:
     ``synsetoffset2category.txt`` when present), ``_index_file(synset, model_id)`` (tree-GAN index
-    files).
+    files), ``_check_options()`` (layout-specific arguments), ``_check_root()``, ``_select(categories)
+    -> (synsets, entries)`` (instead of ``_list_split``: list the files of the chosen categories only),
+    ``_check_rows(path, arr)``, ``_default_global_stats()``.
 
     Args:
         root: the layout's root folder.
@@ -254,10 +222,6 @@ class PointCloudSet(Dataset):
         self.few_points = self.default_few_points if few_points is None else few_points
         if self.few_points not in FEW_POINTS:
             raise ValueError(f"few_points must be one of {FEW_POINTS} or None, got {few_points!r}")
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            what = "does not exist" if not self.root.exists() else "is not a directory"
-            raise FileNotFoundError(f"{self.root}: data set root {what}")
         self.split = split
         self.n_points = n_points
         self.sampling = sampling
@@ -267,12 +231,13 @@ class PointCloudSet(Dataset):
         self.transform = transform
         self.skip_bad = bool(skip_bad)
         self.bad_files: list[str] = []
+        self._check_options()
+        self.root = Path(root).expanduser()
+        self._check_root()
         self._init_caches()
 
         self._name_map = self._read_name_map()
-        entries = self._list_split(split)
-        available = sorted({s for s, _, _ in entries})
-        self.synsets = self._match_categories(categories, known=self._known_categories(), available=available)
+        self.synsets, entries = self._select(categories)
         self.label_of = {s: i for i, s in enumerate(self.synsets)}
         self.names = [self._name_of(s) for s in self.synsets]
         chosen = sorted((e for e in entries if e[0] in self.label_of), key=lambda e: (self.synsets.index(e[0]), e[1]))
@@ -292,11 +257,25 @@ class PointCloudSet(Dataset):
         self._global_shift = self._global_scale = None
         if normalize == "global":
             if global_stats is None:
-                source = self if split in ("train", "all") else self._sibling("train")
-                global_stats = compute_set_stats(source._iter_arrays())
+                global_stats = self._default_global_stats()
             self.set_global_stats(global_stats)
 
     # ------------------------------------------------------------------ hooks for subclasses
+    def _check_options(self) -> None:
+        """Check layout-specific arguments (set as attributes before ``__init__``)."""
+
+    def _check_root(self) -> None:
+        if not self.root.is_dir():
+            what = "does not exist" if not self.root.exists() else "is not a directory"
+            raise FileNotFoundError(f"{self.root}: data set root {what}")
+
+    def _select(self, categories: str | Sequence[str]) -> tuple[list[str], list[tuple[str, str, Path]]]:
+        """The sorted category ids ``categories`` resolves to and the files of the split (any order
+        within a model id; entries of other categories are dropped)."""
+        entries = self._list_split(self.split)
+        available = sorted({s for s, _, _ in entries})
+        return self._match_categories(categories, known=self._known_categories(), available=available), entries
+
     def _list_split(self, split: str) -> list[tuple[str, str, Path]]:
         raise NotImplementedError
 
@@ -309,8 +288,6 @@ class PointCloudSet(Dataset):
 
     def _read_name_map(self) -> dict[str, str]:
         """``{name: category id}`` from ``<root>/synsetoffset2category.txt`` when present."""
-        from pc3d.data.pc15k import NAME_MAP_FILE, read_name_map
-
         path = self.root / NAME_MAP_FILE
         return read_name_map(path) if path.is_file() else {}
 
@@ -329,6 +306,12 @@ class PointCloudSet(Dataset):
 
     def _sibling(self, split: str) -> PointCloudSet:
         return type(self)(**self._init_kwargs(), split=split, skip_bad=self.skip_bad)
+
+    def _default_global_stats(self) -> dict[str, Any]:
+        """``normalize="global"`` statistics when none are given: the train split's (this set's
+        own for ``"train"``/``"all"``)."""
+        source = self if self.split in ("train", "all") else self._sibling("train")
+        return compute_set_stats(source._iter_arrays())
 
     # ------------------------------------------------------------------ bookkeeping
     def _init_caches(self) -> None:
@@ -369,8 +352,6 @@ class PointCloudSet(Dataset):
 
     # ------------------------------------------------------------------ names / categories
     def _name_of(self, synset: str) -> str:
-        from pc3d.data.pc15k import SHAPENET_SYNSETS
-
         for name, s in self._name_map.items():
             if s == synset:
                 return name
@@ -387,8 +368,6 @@ class PointCloudSet(Dataset):
         self, categories: str | Sequence[str], known: Sequence[str], available: Sequence[str]
     ) -> list[str]:
         """Resolve ``categories`` to sorted ids among ``available`` (those with files in this split)."""
-        from pc3d.data.pc15k import _SHAPENET_NAME_TO_SYNSET, SHAPENET_SYNSETS
-
         if not available:
             raise ValueError(
                 f"{self.root}: no category has a {self.split!r} split (categories in this {self.layout or 'root'}: "
@@ -414,8 +393,8 @@ class PointCloudSet(Dataset):
                 synset = self._name_map[norm_name(key)]
             elif norm_name(key) in by_norm:
                 synset = by_norm[norm_name(key)]
-            elif norm_name(key) in _SHAPENET_NAME_TO_SYNSET:
-                synset = _SHAPENET_NAME_TO_SYNSET[norm_name(key)]
+            elif norm_name(key) in SHAPENET_NAME_TO_SYNSET:
+                synset = SHAPENET_NAME_TO_SYNSET[norm_name(key)]
             elif key in SHAPENET_SYNSETS:
                 synset = key
             else:
@@ -445,6 +424,10 @@ class PointCloudSet(Dataset):
             raise ValueError(f"{path}: expected a {_EXPECTED}, got shape {arr.shape}")
         if arr.dtype.kind not in "fiu":
             raise ValueError(f"{path}: expected a {_EXPECTED}, got dtype {arr.dtype}")
+        self._check_rows(path, arr)
+
+    def _check_rows(self, path: Path, arr: np.ndarray) -> None:
+        """Refuse a ``(P, 3)`` array with too few rows for the sampling."""
         need = 1 if self.sampling == "treegan" or self.few_points == "repeat" else self.n_points
         if arr.shape[0] < need:
             raise ValueError(f"{path}: expected a {_EXPECTED} with P >= n_points={need}, got shape {arr.shape}")
@@ -605,42 +588,3 @@ class PointCloudSet(Dataset):
             f"n_points={self.n_points}, sampling={self.sampling!r}, normalize={self.normalize!r}, "
             f"categories=[{cats}])"
         )
-
-
-def drawn_index(seed: int, synset: str, model_id: str, n_rows: int, n_points: int) -> np.ndarray:
-    """tree-GAN-style fixed index set of one shape: ``n_points`` rows in ``[0, n_rows)`` drawn with
-    replacement from ``numpy.random.default_rng((seed, crc32("<synset>/<model_id>")))``; shape (n_points,)."""
-    rng = np.random.default_rng((seed, zlib.crc32(f"{synset}/{model_id}".encode())))
-    return rng.integers(0, n_rows, size=n_points)
-
-
-def read_index_file(path: Path, n_points: int, n_rows: int) -> np.ndarray:
-    """Read a tree-GAN index file (whitespace-separated integers) and check it: exactly
-    ``n_points`` indices, each in ``[0, n_rows)``. Returns an int64 array of shape (n_points,)."""
-    try:
-        idx = np.loadtxt(path, dtype=np.float64, ndmin=1).reshape(-1)
-    except ValueError as exc:
-        raise ValueError(f"{path}: expected whitespace-separated integer row indices: {exc}") from exc
-    if idx.shape != (n_points,):
-        raise ValueError(f"{path}: expected {n_points} row indices (n_points), got {idx.size}")
-    if not np.all(idx == np.round(idx)) or idx.min() < 0 or idx.max() >= n_rows:
-        raise ValueError(f"{path}: expected integer row indices in [0, {n_rows}), got range [{idx.min()}, {idx.max()}]")
-    return idx.astype(np.int64)
-
-
-def write_index_files(dataset: PointCloudSet) -> list[Path]:
-    """Write tree-GAN's fixed index file of every shape of ``dataset`` (atomically), where its layout
-    has them and they are missing: ``n_points`` row indices drawn with replacement, one per line,
-    from ``(seed, crc32("<synset>/<model_id>"))``. Returns the paths written."""
-    from pc3d.io import atomic_write_text
-
-    written = []
-    for i in range(len(dataset)):
-        path = dataset._index_file(dataset.synset_of_item[i], dataset.model_ids[i])
-        if path is None or path.is_file():
-            continue
-        n_rows = dataset._cloud(i)[0].shape[0]
-        rows = drawn_index(dataset.seed, dataset.synset_of_item[i], dataset.model_ids[i], n_rows, dataset.n_points)
-        atomic_write_text(path, "".join(f"{r}\n" for r in rows))
-        written.append(path)
-    return written

@@ -29,16 +29,15 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from pc3d.data.base import SAMPLINGS, PointCloudSet
+from pc3d.data.base import SAMPLINGS, PointCloudSet, parse_global_stats
 from pc3d.data.layouts import LAYOUTS, detect_layout, layout_class
-from pc3d.data.pc15k import SPLITS, PC15kDataset, _parse_global_stats
+from pc3d.data.pc15k import PC15kDataset
+from pc3d.data.splits import SPLITS
+from pc3d.data.taxonomy import PC15K_DIRNAME
 
-__all__ = ["PC15K_DIRNAME", "PointCloudDataModule", "collate"]
+__all__ = ["PointCloudDataModule", "collate"]
 
 log = logging.getLogger(__name__)
-
-#: Name of the PC15k directory inside the built-in data root.
-PC15K_DIRNAME = "ShapeNetCore.v2.PC15k"
 
 
 def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -177,7 +176,7 @@ class PointCloudDataModule(LightningDataModule):
             root = Path(synthetic["root"]) / PC15K_DIRNAME
         root = str(root)
         if global_stats is not None:
-            global_stats = _parse_global_stats(global_stats)[2]
+            global_stats = parse_global_stats(global_stats)[2]
         for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -343,7 +342,7 @@ class PointCloudDataModule(LightningDataModule):
         """Restore the global statistics (into every data set already built)."""
         stats = state_dict.get("global_stats")
         if stats is not None:
-            self.global_stats = _parse_global_stats(stats)[2]
+            self.global_stats = parse_global_stats(stats)[2]
             if self.normalize == "global":
                 for ds in (self.train_set, self.val_set, self.test_set, *self._probe_sets.values()):
                     if ds is not None:

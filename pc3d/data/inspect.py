@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pc3d.data.base import SPLITS
 from pc3d.data.layouts import detect_layout, layout_class
+from pc3d.data.splits import SPLITS
 
 __all__ = ["inspect_root"]
 

@@ -9,7 +9,7 @@ Files are read with ``open3d.io.read_point_cloud`` (ASCII or binary PLY); an emp
 ShapeNet synsets (names resolve through ShapeNet's taxonomy).
 
 Splits: the release has none. Each synset's files are assigned train/val/test by
-:func:`pc3d.data.base.holdout_split` with ``split_fractions`` (default 0.85/0.05/0.10, the
+:func:`pc3d.data.splits.holdout_split` with ``split_fractions`` (default 0.85/0.05/0.10, the
 proportions the latent_3d_points paper uses), seeded by ``seed`` and the synset: the same files
 and seed always give the same split, whatever the file order.
 """
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pc3d.data.base import PointCloudSet, holdout_split
+from pc3d.data.base import PointCloudSet
+from pc3d.data.splits import holdout_split
 
 __all__ = ["Latent3DDataset", "read_ply_points"]
 

@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pc3d.data.taxonomy import PC15K_DIRNAME
+
 __all__ = ["LAYOUTS", "detect_layout", "layout_class", "make_dataset"]
 
 #: layout name -> "module:Class" of its reader (imported on use).
@@ -36,7 +38,7 @@ LAYOUTS: dict[str, str] = {
 
 _SYNSET = re.compile(r"^\d{8}$")
 _WELL_KNOWN = {
-    "ShapeNetCore.v2.PC15k": "pc15k",
+    PC15K_DIRNAME: "pc15k",
     "shapenetcore_partanno_segmentation_benchmark_v0": "shapenet_part",
     "shapenetcore_partanno_segmentation_benchmark_v0_normal": "shapenet_part",
     "ModelNet40": "modelnet40",

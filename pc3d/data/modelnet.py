@@ -17,7 +17,7 @@ val/test). Normals of the resampled release are read and checked, not returned.
 
 Splits: ModelNet40 has train and test only. ``"val"`` is a deterministic hold-out of the official
 train split: ``val_fraction`` (default 0.1) of each class's train shapes, chosen by
-:func:`pc3d.data.base.holdout_split` with ``seed`` and the class name; ``"train"`` is the rest;
+:func:`pc3d.data.splits.holdout_split` with ``seed`` and the class name; ``"train"`` is the rest;
 ``"test"`` is the official test split; ``"all"`` is everything.
 """
 
@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pc3d.data.base import PointCloudSet, holdout_split
+from pc3d.data.base import PointCloudSet
 from pc3d.data.meshes import CACHE_PC15K, MeshSampler, cache_root_for
 from pc3d.data.shapenet_part import load_txt_rows
+from pc3d.data.splits import holdout_split
 
 __all__ = ["ModelNet40Dataset", "ModelNet40NormalDataset", "SHAPE_NAMES_FILE"]
 

@@ -6,7 +6,8 @@ Layout on disk (the public PC15k layout; ``pc3d.data.synthetic`` writes the same
     <root>/synsetoffset2category.txt                    optional, lines "name<TAB>synset"
 
 The real release has no name map; category names then resolve through
-:data:`SHAPENET_SYNSETS` (ShapeNetCore's taxonomy) and :data:`SHAPENET_ALIASES`.
+:data:`~pc3d.data.taxonomy.SHAPENET_SYNSETS` (ShapeNetCore's taxonomy) and
+:data:`~pc3d.data.taxonomy.SHAPENET_ALIASES`.
 
 Items (see :class:`PC15kDataset`) are dicts::
 
@@ -56,147 +57,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
-from pc3d.data.base import (
-    NORMALIZATIONS,
-    SAMPLINGS,
-    SPLITS,
-    PointCloudSet,
-    check_dataset_args,
-    compute_set_stats,
-    norm_name,
-    parse_global_stats,
-)
+from pc3d.data.base import PointCloudSet, compute_set_stats
+from pc3d.data.splits import SPLITS
+from pc3d.data.taxonomy import PC15K_DIRNAME, SYNTHETIC_MANIFEST
 
 __all__ = [
-    "NAME_MAP_FILE",
-    "NORMALIZATIONS",
     "POINTFLOW_TRAIN_ROWS",
-    "SAMPLINGS",
-    "SHAPENET_ALIASES",
-    "SHAPENET_SYNSETS",
-    "SPLITS",
     "PC15kDataset",
     "compute_global_stats",
     "load_cloud",
-    "read_name_map",
 ]
 
-NAME_MAP_FILE = "synsetoffset2category.txt"
 POINTFLOW_TRAIN_ROWS = 10_000
-#: Name of the manifest the built-in generator writes last, in the parent of the PC15k dir.
-SYNTHETIC_MANIFEST = "pc3d_synthetic.json"
-
-#: ShapeNetCore synset id -> name (ShapeNet's taxonomy; the 13 3D-R2N2 classes use the
-#: R2N2 names: display, loudspeaker, telephone, vessel).
-SHAPENET_SYNSETS: dict[str, str] = {
-    "02691156": "airplane",
-    "02747177": "trash_bin",
-    "02773838": "bag",
-    "02801938": "basket",
-    "02808440": "bathtub",
-    "02818832": "bed",
-    "02828884": "bench",
-    "02843684": "birdhouse",
-    "02871439": "bookshelf",
-    "02876657": "bottle",
-    "02880940": "bowl",
-    "02924116": "bus",
-    "02933112": "cabinet",
-    "02942699": "camera",
-    "02946921": "can",
-    "02954340": "cap",
-    "02958343": "car",
-    "02992529": "cellphone",
-    "03001627": "chair",
-    "03046257": "clock",
-    "03085013": "keyboard",
-    "03207941": "dishwasher",
-    "03211117": "display",
-    "03261776": "earphone",
-    "03325088": "faucet",
-    "03337140": "file_cabinet",
-    "03467517": "guitar",
-    "03513137": "helmet",
-    "03593526": "jar",
-    "03624134": "knife",
-    "03636649": "lamp",
-    "03642806": "laptop",
-    "03691459": "loudspeaker",
-    "03710193": "mailbox",
-    "03759954": "microphone",
-    "03761084": "microwave",
-    "03790512": "motorcycle",
-    "03797390": "mug",
-    "03928116": "piano",
-    "03938244": "pillow",
-    "03948459": "pistol",
-    "03991062": "pot",
-    "04004475": "printer",
-    "04074963": "remote_control",
-    "04090263": "rifle",
-    "04099429": "rocket",
-    "04225987": "skateboard",
-    "04256520": "sofa",
-    "04330267": "stove",
-    "04379243": "table",
-    "04401088": "telephone",
-    "04460130": "tower",
-    "04468005": "train",
-    "04530566": "vessel",
-    "04554684": "washer",
-}
-
-#: Other names in use (PointFlow, ShapeNet-part, WordNet) -> synset id.
-SHAPENET_ALIASES: dict[str, str] = {
-    "plane": "02691156",
-    "aeroplane": "02691156",
-    "ashcan": "02747177",
-    "trash_can": "02747177",
-    "bookcase": "02871439",
-    "tin_can": "02946921",
-    "cellular_telephone": "02992529",
-    "mobile_phone": "02992529",
-    "monitor": "03211117",
-    "file": "03337140",
-    "speaker": "03691459",
-    "motorbike": "03790512",
-    "flowerpot": "03991062",
-    "remote": "04074963",
-    "couch": "04256520",
-    "phone": "04401088",
-    "watercraft": "04530566",
-    "boat": "04530566",
-    "ship": "04530566",
-}
-
-_SHAPENET_NAME_TO_SYNSET = {**SHAPENET_ALIASES, **{name: s for s, name in SHAPENET_SYNSETS.items()}}
-_EXPECTED = "(P, 3) float array"
-
-
-_norm_name = norm_name
-
-
-def read_name_map(path: str | Path) -> dict[str, str]:
-    """Read a ``synsetoffset2category.txt`` (lines ``name<TAB>synset``) -> ``{name: synset}``.
-
-    Names are lower-cased with spaces/hyphens turned into underscores. Lines without a tab
-    split at their last whitespace. Blank lines and lines starting with ``#`` are skipped;
-    any other line without exactly two fields raises ``ValueError`` naming the file and line.
-    """
-    path = Path(path)
-    out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        # Tab-separated; without a tab the last whitespace-separated token is the synset.
-        fields = line.split("\t") if "\t" in line else line.rsplit(None, 1)
-        fields = [f.strip() for f in fields if f.strip()]
-        if len(fields) != 2:
-            raise ValueError(f"{path}: line {lineno}: expected 'name<TAB>synset', got {line!r}")
-        out[_norm_name(fields[0])] = fields[1]
-    return out
 
 
 def _describe_load_error(exc: BaseException) -> str:
@@ -228,9 +101,6 @@ def load_cloud(path: str | Path, *, mmap: bool = True) -> np.ndarray:
         raise ValueError(f"{path}: {_describe_load_error(exc)}") from exc
 
 
-_parse_global_stats = parse_global_stats  # the historical name, kept for importers
-
-
 class PC15kDataset(PointCloudSet):
     """ShapeNetCore.v2.PC15k point clouds (real release or the built-in set), one split.
 
@@ -240,7 +110,7 @@ class PC15kDataset(PointCloudSet):
         categories: ``"all"`` (every synset directory that has ``split``), a name
             (``"chair"``), a synset id (``"03001627"``), or a list mixing them. Names resolve
             through ``<root>/synsetoffset2category.txt`` when present, then through
-            :data:`SHAPENET_SYNSETS` / :data:`SHAPENET_ALIASES`; case-insensitive.
+            :mod:`pc3d.data.taxonomy`; case-insensitive.
         split: ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (the files of every split).
         n_points: points per item, drawn without replacement (with replacement for ``"treegan"``).
         sampling: ``"random"`` (fresh draw every call, torch global RNG), ``"fixed"``
@@ -295,69 +165,71 @@ class PC15kDataset(PointCloudSet):
         transform=None,
         skip_bad: bool = False,
     ):
-        Dataset.__init__(self)
-        check_dataset_args(split, sampling, normalize, n_points, seed, global_stats)
-        if pointflow_split and split in ("train", "all") and n_points > POINTFLOW_TRAIN_ROWS:
-            raise ValueError(f"n_points={n_points} exceeds the {POINTFLOW_TRAIN_ROWS} train rows of pointflow_split")
-        self.root = Path(root).expanduser()
-        self.split = split
-        self.n_points = n_points
-        self.sampling = sampling
-        self.normalize = normalize
         self.pointflow_split = bool(pointflow_split)
-        self.in_memory = bool(in_memory)
-        self.seed = seed
-        self.transform = transform
-        self.skip_bad = bool(skip_bad)
-        self.few_points = "error"  # PC15k files all have 15,000 rows
-        self.bad_files: list[str] = []
-        self._init_caches()
+        super().__init__(
+            root,
+            categories=categories,
+            split=split,
+            n_points=n_points,
+            sampling=sampling,
+            normalize=normalize,
+            global_stats=global_stats,
+            in_memory=in_memory,
+            seed=seed,
+            transform=transform,
+            skip_bad=skip_bad,
+        )
 
-        _check_root(self.root)
-        self._name_map = self._read_name_map()
-        self.synsets = self._resolve_categories(categories)
-        builtin = sorted(set(self.synsets) & _builtin_synsets())
+    # ------------------------------------------------------------------ hooks
+    def _check_options(self) -> None:
+        if self.pointflow_split and self.split in ("train", "all") and self.n_points > POINTFLOW_TRAIN_ROWS:
+            raise ValueError(
+                f"n_points={self.n_points} exceeds the {POINTFLOW_TRAIN_ROWS} train rows of pointflow_split"
+            )
+
+    def _check_root(self) -> None:
+        """Missing root -> FileNotFoundError; interrupted built-in generation -> ValueError.
+
+        The built-in generator writes ``<parent>/pc3d_synthetic.json`` last and works in
+        ``<parent>/.tmp-*`` folders: ``.tmp-*`` folders without the manifest mean an interrupted
+        (or running) generation. Built-in synset ids without the manifest are refused too, in
+        :meth:`_select` once the categories are known.
+        """
+        parent = self.root.parent
+        if parent.is_dir() and not (parent / SYNTHETIC_MANIFEST).exists():
+            tmp = sorted(p.name for p in parent.glob(".tmp-*") if p.is_dir())
+            if tmp:
+                raise _incomplete_builtin(parent, f"found {', '.join(tmp)}")
+        super()._check_root()
+
+    def _select(self, categories: str | Sequence[str]) -> tuple[list[str], list[tuple[str, str, Path]]]:
+        """Resolve the categories among the synset folders, then list the ``.npy`` files of those only."""
+        synsets = self._resolve_categories(categories)
+        builtin = sorted(set(synsets) & _builtin_synsets())
         if builtin and not (self.root.parent / SYNTHETIC_MANIFEST).exists():
             raise _incomplete_builtin(self.root.parent, f"built-in synsets {', '.join(builtin)} are present")
-        self.label_of = {s: i for i, s in enumerate(self.synsets)}
-        self.names = [self._name_of(s) for s in self.synsets]
-
         items: list[tuple[str, str, Path]] = []
-        for synset in self.synsets:
-            dirs = [self.root / synset / s for s in (SPLITS if split == "all" else (split,))]
+        for synset in synsets:
+            dirs = [self.root / synset / s for s in (SPLITS if self.split == "all" else (self.split,))]
             found = sorted(
                 (p for d in dirs if d.is_dir() for p in d.iterdir() if p.suffix == ".npy" and p.is_file()),
                 key=lambda p: (p.stem, str(p)),
             )
             if not found:
-                where = self.root / synset / split if split != "all" else self.root / synset
+                where = self.root / synset / self.split if self.split != "all" else self.root / synset
                 raise ValueError(
-                    f"{where}: no .npy files (category {self._name_of(synset)!r}, split {split!r} is empty)"
+                    f"{where}: no .npy files (category {self._name_of(synset)!r}, split {self.split!r} is empty)"
                 )
             items.extend((synset, p.stem, p) for p in found)
-        self._set_items(items)
+        return synsets, items
 
-        self._loaded = None
-        if self.in_memory or self.skip_bad:
-            self._load_all()
-            if self.skip_bad and not self.in_memory:
-                self._checked = set(range(len(self.files)))
-        empty = [s for s in self.synsets if not self.counts[s]]
-        if empty:
-            raise ValueError(
-                f"{self.root}: every file of categories {empty} in split {split!r} is bad: {self.bad_files}"
-            )
+    def _init_kwargs(self) -> dict[str, Any]:
+        kwargs = super()._init_kwargs()
+        del kwargs["few_points"]  # PC15k files all have 15,000 rows: always "error"
+        return kwargs
 
-        self.global_stats: dict[str, Any] | None = None
-        self._global_shift = self._global_scale = None
-        if normalize == "global":
-            if global_stats is None:
-                if split == "all":
-                    global_stats = compute_global_stats(self)
-                else:
-                    train = PC15kDataset(self.root, self.synsets, split="train", n_points=1, skip_bad=self.skip_bad)
-                    global_stats = compute_global_stats(train)
-            self.set_global_stats(global_stats)
+    def _default_global_stats(self) -> dict[str, Any]:
+        return compute_global_stats(self if self.split == "all" else self._sibling("train"))
 
     # ------------------------------------------------------------------ names / categories
     def _where(self, synset: str) -> Path:
@@ -372,8 +244,8 @@ class PC15kDataset(PointCloudSet):
             with_split = [d for d in dirs if (self.root / d / self.split).is_dir()]
         if not any_split:
             hint = ""
-            if (self.root / "ShapeNetCore.v2.PC15k").is_dir():
-                hint = f"; did you mean {self.root / 'ShapeNetCore.v2.PC15k'}?"
+            if (self.root / PC15K_DIRNAME).is_dir():
+                hint = f"; did you mean {self.root / PC15K_DIRNAME}?"
             raise ValueError(f"{self.root}: not a PC15k root: no <synset>/{{train,val,test}} directories found{hint}")
         if not with_split:
             raise ValueError(
@@ -390,13 +262,9 @@ class PC15kDataset(PointCloudSet):
             return 0, POINTFLOW_TRAIN_ROWS
         return POINTFLOW_TRAIN_ROWS, n_rows
 
-    def _check_array(self, path: Path, arr: np.ndarray) -> None:
+    def _check_rows(self, path: Path, arr: np.ndarray) -> None:
         if not self.pointflow_split:
-            return super()._check_array(path, arr)
-        if arr.ndim != 2 or arr.shape[1] != 3:
-            raise ValueError(f"{path}: expected a {_EXPECTED}, got shape {arr.shape}")
-        if arr.dtype.kind not in "fiu":
-            raise ValueError(f"{path}: expected a {_EXPECTED}, got dtype {arr.dtype}")
+            return super()._check_rows(path, arr)
         n_rows = arr.shape[0]
         if n_rows < POINTFLOW_TRAIN_ROWS:
             raise ValueError(
@@ -424,10 +292,6 @@ class PC15kDataset(PointCloudSet):
             self._checked.add(index)
         return arr, {}
 
-    def _array(self, index: int) -> np.ndarray:
-        """The (checked) array of item ``index``: in memory, or memory-mapped."""
-        return self._cloud(index)[0]
-
     def _validate_one(self, index: int) -> None:
         path = self.files[index]
         arr = self._loaded[index][0] if self._loaded is not None else load_cloud(path, mmap=True)
@@ -454,25 +318,6 @@ def _builtin_synsets() -> set[str]:
     except ImportError:  # pragma: no cover - the module ships with pc3d
         return set()
     return set(CATEGORIES.values())
-
-
-def _check_root(root: Path) -> None:
-    """Missing root -> FileNotFoundError; interrupted built-in generation -> ValueError.
-
-    The built-in generator writes ``<parent>/pc3d_synthetic.json`` last and works in
-    ``<parent>/.tmp-*`` folders: ``.tmp-*`` folders without the manifest mean an interrupted
-    (or running) generation. Built-in synset ids without the manifest are refused too, in
-    :class:`PC15kDataset` once the categories are known.
-    """
-    parent = root.parent
-    if parent.is_dir() and not (parent / SYNTHETIC_MANIFEST).exists():
-        tmp = sorted(p.name for p in parent.glob(".tmp-*") if p.is_dir())
-        if tmp:
-            raise _incomplete_builtin(parent, f"found {', '.join(tmp)}")
-    if not root.exists():
-        raise FileNotFoundError(f"{root}: data set root does not exist")
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: data set root is not a directory")
 
 
 def compute_global_stats(

@@ -304,7 +304,7 @@ class ImageCloudDataset(Dataset):
 
 def _silhouette_hits(points: np.ndarray, alpha: np.ndarray, meta_row: np.ndarray) -> float:
     """Fraction of ``points`` (P, 3), raw coordinates, projected inside the mask ``alpha`` (S, S)."""
-    from pc3d.data.synthetic import MAX_CAMERA_DISTANCE, camera_intrinsics, camera_pose
+    from pc3d.geometry.camera import MAX_CAMERA_DISTANCE, camera_intrinsics, camera_pose
 
     az, el, _, ratio, fov = (float(v) for v in meta_row)
     eye, rot = camera_pose(az, el, ratio, MAX_CAMERA_DISTANCE)

@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pc3d.data.base import SPLITS, PointCloudSet
+from pc3d.data.base import PointCloudSet
+from pc3d.data.splits import SPLITS
 
 __all__ = ["SPLIT_DIR", "ShapeNetPartDataset", "is_shapenet_part", "load_txt_rows"]
 

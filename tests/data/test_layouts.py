@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from pc3d.data import PointCloudDataModule
-from pc3d.data.base import drawn_index
 from pc3d.data.latent3d import Latent3DDataset
 from pc3d.data.layouts import detect_layout, make_dataset
 from pc3d.data.meshes import MeshFolderDataset, MeshSampler, read_mesh, read_off
 from pc3d.data.modelnet import ModelNet40Dataset
 from pc3d.data.pc15k import PC15kDataset
 from pc3d.data.shapenet_part import ShapeNetPartDataset
+from pc3d.data.splits import drawn_index
 from tests.data.layouts import (
     box_mesh,
     write_latent3d,
@@ -335,7 +335,7 @@ def test_mesh_folder_bad_mesh_and_renderings(tmp_path):
     bad = root / "crate" / "broken.ply"
     bad.write_text("this is not a ply file\n")
     opts = {"surface_points": 100, "render_views": 2, "image_size": 16}
-    with pytest.raises(ValueError, match=f"{bad}: Open3D read no vertices"):
+    with pytest.raises(ValueError, match=f"{bad}: not a readable PLY file"):
         dm_for(root, layout_options=opts).prepare_data()
     bad.unlink()
     dm = dm_for(root, layout_options=opts)

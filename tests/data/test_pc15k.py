@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pc3d.data.pc15k import PC15kDataset, compute_global_stats, load_cloud, read_name_map
+from pc3d.data.pc15k import PC15kDataset, compute_global_stats, load_cloud
+from pc3d.data.taxonomy import read_name_map
 from pc3d.data.transforms import (
     Compose,
     RandomRotateY,

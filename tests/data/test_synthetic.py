@@ -15,6 +15,10 @@ import pytest
 pytest.importorskip("open3d")
 
 from pc3d.data import synthetic as S  # noqa: E402
+from pc3d.data.splits import SPLITS, split_counts  # noqa: E402
+from pc3d.data.synthetic import categories, lock, rendering, writer  # noqa: E402
+from pc3d.data.synthetic.primitives import Parts  # noqa: E402
+from pc3d.geometry import camera  # noqa: E402
 
 CATS = ["airplane", "chair", "mug"]
 SMALL = {
@@ -67,7 +71,7 @@ def test_layout(root: Path) -> None:
         syn = S.CATEGORIES[c]
         assert sorted(p.name for p in (pc / syn).iterdir()) == ["test", "train", "val"]
         ids = []
-        for split in S.SPLITS:
+        for split in SPLITS:
             files = sorted((pc / syn / split).iterdir())
             assert len(files) == man["counts"][c][split]
             for f in files:
@@ -92,7 +96,7 @@ def test_layout(root: Path) -> None:
             for line in lines:
                 az, el, inplane, ratio, fov = (float(x) for x in line.split())
                 assert 0 <= az < 360 and 15 <= el <= 35 and inplane == 0
-                assert 0.8 <= ratio <= 1.0 and fov == S.FOV_DEG
+                assert 0.8 <= ratio <= 1.0 and fov == camera.FOV_DEG
             for name in ("00.png", "01.png"):
                 assert _read_png(r / name).shape == (64, 64, 4)
 
@@ -107,7 +111,7 @@ def test_model_ids() -> None:
 
 
 def test_determinism_same_seed_and_workers(root: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(S, "_POOL_MIN_SHAPES", 0)  # use the process pool even for a tiny job
+    monkeypatch.setattr(writer, "_POOL_MIN_SHAPES", 0)  # use the process pool even for a tiny job
     other = S.generate(tmp_path / "b", progress=False, workers=2, **SMALL)
     fa, fb = _files(root), _files(other)
     assert fa.keys() == fb.keys()
@@ -129,31 +133,32 @@ def test_different_seed_differs(root: Path, tmp_path: Path) -> None:
 
 def test_splits_partition(root: Path) -> None:
     for c in CATS:
-        per = {s: {p.stem for p in (root / S.PC15K_DIRNAME / S.CATEGORIES[c] / s).glob("*.npy")} for s in S.SPLITS}
-        assert [len(per[s]) for s in S.SPLITS] == [8, 1, 1]
+        per = {s: {p.stem for p in (root / S.PC15K_DIRNAME / S.CATEGORIES[c] / s).glob("*.npy")} for s in SPLITS}
+        assert [len(per[s]) for s in SPLITS] == [8, 1, 1]
         assert per["train"].isdisjoint(per["val"]) and per["train"].isdisjoint(per["test"])
         assert per["val"].isdisjoint(per["test"])
     # the assignment depends on the seed, not only on the counts
-    assert S._split_assignment(0, "chair", 50, (0.8, 0.1, 0.1)) != S._split_assignment(1, "chair", 50, (0.8, 0.1, 0.1))
+    fr = (0.8, 0.1, 0.1)
+    assert writer._split_assignment(0, "chair", 50, fr) != writer._split_assignment(1, "chair", 50, fr)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 10, 33, 100, 101])
 def test_split_counts(n: int) -> None:
     fr = (0.8, 0.1, 0.1)
-    counts = S._split_counts(n, fr)
+    counts = split_counts(n, fr)
     assert sum(counts) == n and min(counts) >= 0
     if n >= 3:
         assert min(counts) >= 1
     if n >= 10:
         assert all(abs(c - n * f) <= 1 for c, f in zip(counts, fr))
-    assert S._split_counts(100, (0.7, 0.3, 0.0)) == [70, 30, 0]
+    assert split_counts(100, (0.7, 0.3, 0.0)) == [70, 30, 0]
 
 
 # ---------------------------------------------------------------------------------------- geometry
 
 
 def test_sampling_is_area_uniform() -> None:
-    parts = S._Parts()
+    parts = Parts()
     parts.box((1.0, 2.0, 3.0))
     v, f = parts.mesh()
     pts = S.sample_surface((v, f), 60000, np.random.default_rng(0)).astype(np.float64)
@@ -174,15 +179,15 @@ def test_points_lie_on_the_mesh(root: Path) -> None:
     import open3d as o3d
 
     for c in CATS:
-        v, f = S._shape_arrays(c, S._rng(0, c, 0, S._STREAM_SHAPE))
+        v, f = categories.shape_arrays(c, writer._rng(0, c, 0, writer._STREAM_SHAPE))
         mid = S.model_id(0, c, 0)
         (path,) = (root / S.PC15K_DIRNAME / S.CATEGORIES[c]).glob(f"*/{mid}.npy")
         pts = np.load(path)
-        scene = S._scene(v, f)
+        scene = rendering._scene(v, f)
         dist = scene.compute_distance(o3d.core.Tensor(pts)).numpy()
         assert dist.max() < 1e-4, (c, dist.max())  # Open3D computes in float32
         # the file is exactly what the public functions give
-        np.testing.assert_array_equal(pts, S.sample_surface((v, f), 2000, S._rng(0, c, 0, S._STREAM_POINTS)))
+        np.testing.assert_array_equal(pts, S.sample_surface((v, f), 2000, writer._rng(0, c, 0, writer._STREAM_POINTS)))
 
 
 @pytest.mark.parametrize("category", list(S.CATEGORIES))
@@ -192,7 +197,7 @@ def test_mesh_quality(category: str) -> None:
     rng = np.random.default_rng(0)
     extents = []
     for i in range(6):
-        mesh = S.make_shape(category, S._rng(0, category, i, S._STREAM_SHAPE))
+        mesh = S.make_shape(category, writer._rng(0, category, i, writer._STREAM_SHAPE))
         assert mesh.has_triangle_normals()
         v, f = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
         tri = v[f]
@@ -206,7 +211,7 @@ def test_mesh_quality(category: str) -> None:
         o = rng.normal(size=(3000, 3))
         o = 2 * o / np.linalg.norm(o, axis=1, keepdims=True)
         d = rng.uniform(-0.3, 0.3, size=(3000, 3)) - o
-        ans = S._scene(v, f).cast_rays(o3d.core.Tensor(np.concatenate([o, d], 1).astype(np.float32)))
+        ans = rendering._scene(v, f).cast_rays(o3d.core.Tensor(np.concatenate([o, d], 1).astype(np.float32)))
         hit = np.isfinite(ans["t_hit"].numpy())
         n = ans["primitive_normals"].numpy()[hit]
         assert hit.mean() > 0.05 and (np.einsum("ij,ij->i", n, d[hit]) < 0).mean() > 0.95
@@ -218,7 +223,7 @@ def test_categories_are_distinguishable() -> None:
     feats, labels = [], []
     for label, c in enumerate(S.CATEGORIES):
         for i in range(15):
-            v, f = S._shape_arrays(c, S._rng(0, c, i, S._STREAM_SHAPE))
+            v, f = categories.shape_arrays(c, writer._rng(0, c, i, writer._STREAM_SHAPE))
             p = S.sample_surface((v, f), 1024, np.random.default_rng(i)).astype(np.float64)
             r = np.random.default_rng(1)
             d2 = np.linalg.norm(p[r.integers(0, 1024, 2000)] - p[r.integers(0, 1024, 2000)], axis=1)
@@ -261,7 +266,7 @@ def test_renders_are_not_blank(root: Path) -> None:
 
 def test_render_camera_convention() -> None:
     """A ball at +X shows where camera_pose/camera_intrinsics say; azimuth moves it."""
-    parts = S._Parts()
+    parts = Parts()
     parts.ellipsoid((0.35, 0.0, 0.0), (0.08, 0.08, 0.08), res=16)
     parts.box((0.05, 0.05, 0.05), (0.0, 0.0, 0.0))
     v, f = parts.mesh()
@@ -270,8 +275,8 @@ def test_render_camera_convention() -> None:
     for az, el, ratio in [(0.0, 0.0, 0.9), (45.0, 20.0, 0.8), (300.0, 30.0, 1.0)]:
         img = S.render_view((v, f), az, el, ratio, image_size=size)
         views[az] = img
-        eye, rot = S.camera_pose(az, el, ratio)
-        k = S.camera_intrinsics(size)
+        eye, rot = camera.camera_pose(az, el, ratio)
+        k = camera.camera_intrinsics(size)
         x, y, z = rot @ (np.array([0.35, 0.0, 0.0]) - eye)
         col, row = k[0, 2] + k[0, 0] * x / z, k[1, 2] - k[1, 1] * y / z
         ii, jj = np.nonzero(img[..., 3] == 255)
@@ -283,11 +288,11 @@ def test_render_camera_convention() -> None:
     assert jj.max() > size * 0.75
     assert not np.array_equal(views[0.0], views[45.0])
     # camera basis is orthonormal, looks at the origin, image up is world +Y projected
-    eye, rot = S.camera_pose(123.0, 25.0, 0.9)
+    eye, rot = camera.camera_pose(123.0, 25.0, 0.9)
     np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
     np.testing.assert_allclose(rot[2], -eye / np.linalg.norm(eye), atol=1e-12)
     assert rot[1, 1] > 0 and abs(rot[0, 1]) < 1e-12
-    np.testing.assert_allclose(np.linalg.norm(eye), 0.9 * S.MAX_CAMERA_DISTANCE)
+    np.testing.assert_allclose(np.linalg.norm(eye), 0.9 * camera.MAX_CAMERA_DISTANCE)
 
 
 # ---------------------------------------------------------------------------------------- cache
@@ -360,7 +365,7 @@ def test_interrupted_generation_is_never_complete(tmp_path: Path, monkeypatch) -
         "image_size": 24,
         "categories": ["chair", "table", "mug"],
     }
-    real = S._write_category
+    real = writer._write_category
     calls = []
 
     def flaky(root, category, params, nthreads=0):
@@ -372,7 +377,7 @@ def test_interrupted_generation_is_never_complete(tmp_path: Path, monkeypatch) -
         calls.append(category)
         return real(root, category, params, nthreads)
 
-    monkeypatch.setattr(S, "_write_category", flaky)
+    monkeypatch.setattr(writer, "_write_category", flaky)
     r = tmp_path / "r"
     with pytest.raises(RuntimeError, match="killed"):
         S.generate(r, progress=False, **params)
@@ -385,11 +390,11 @@ def test_interrupted_generation_is_never_complete(tmp_path: Path, monkeypatch) -
     # a hard kill leaves temporary folders and maybe a category moved in without its renderings
     (r / ".tmp-90000003-zz" / "pc").mkdir(parents=True)
     (pc / S.CATEGORIES["mug"] / "train").mkdir(parents=True)
-    monkeypatch.setattr(S, "_write_category", real)
+    monkeypatch.setattr(writer, "_write_category", real)
     assert not S.is_complete(r, **params)
     S.ensure_generated(r, progress=False, **params)
     assert S.is_complete(r, **params)
-    assert not list(r.glob(".tmp-*")) and not (r / S._PARTS_DIRNAME).exists()
+    assert not list(r.glob(".tmp-*")) and not (r / lock.PARTS_DIRNAME).exists()
     assert _mtimes(pc / S.CATEGORIES["chair"]) == chair  # the finished category was reused
     assert len(list((pc / S.CATEGORIES["mug"]).rglob("*.npy"))) == 3
 

@@ -1,0 +1,302 @@
+"""Generation of the built-in data set: seeds, splits, the per-category writer and the driver.
+
+:func:`generate` builds what is missing under a root (in-process, or one category per task
+in a ``spawn`` process pool), :func:`ensure_generated` returns at once when the root is
+already complete. Every random draw comes from ``SeedSequence([seed, synset, index,
+stream])`` (:func:`model_id` hashes the same triple into a model id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pc3d.data.splits import SPLITS, split_counts
+from pc3d.data.synthetic.categories import CATEGORIES, shape_arrays
+from pc3d.data.synthetic.lock import PARTS_DIRNAME, cleanup_tmp, install, locked, read_part, remove_category
+from pc3d.data.synthetic.manifest import (
+    MANIFEST_NAME,
+    PC15K_DIRNAME,
+    RENDERING_DIRNAME,
+    category_intact,
+    dataset_root,
+    is_complete,
+    normalize_params,
+    param_mismatch,
+    read_manifest,
+    write_manifest,
+    write_name_map,
+)
+from pc3d.data.synthetic.primitives import sample_surface
+from pc3d.data.synthetic.rendering import write_renderings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ensure_generated", "generate", "model_id"]
+
+_POOL_MIN_SHAPES = 1000  # smaller jobs run in-process: a spawned worker takes ~8 s to import
+_STREAM_SHAPE, _STREAM_POINTS, _STREAM_VIEWS, _STREAM_SPLIT = 0, 1, 2, 3
+
+
+def model_id(seed: int, category: str, index: int) -> str:
+    """Deterministic 32-hex-character model id of shape ``index`` of ``category``."""
+    return hashlib.sha256(f"pc3d-synthetic/{seed}/{category}/{index}".encode()).hexdigest()[:32]
+
+
+def _rng(seed: int, category: str, index: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, int(CATEGORIES[category]), index, stream]))
+
+
+def _split_assignment(seed: int, category: str, n: int, fractions: Sequence[float]) -> list[str]:
+    """Split name of each shape index 0..n-1 (seeded permutation, cut by counts)."""
+    perm = _rng(seed, category, 0, _STREAM_SPLIT).permutation(n)
+    counts = split_counts(n, fractions)
+    out = [""] * n
+    start = 0
+    for name, c in zip(SPLITS, counts):
+        for i in perm[start : start + c]:
+            out[int(i)] = name
+        start += c
+    return out
+
+
+def _write_category(root: str, category: str, params: dict[str, Any], nthreads: int = 0) -> dict[str, Any]:
+    """Build every shape of ``category`` into a fresh ``root/.tmp-<synset>-*`` folder.
+
+    The folder gets ``pc/<split>/<id>.npy`` and (if ``n_views``) ``render/<id>/rendering/
+    ...``; the caller moves them into place. Returns ``{"tmp": path, "counts": {split:
+    n}, "seconds": float}``. On an exception the temporary folder is removed.
+    """
+    t0 = time.perf_counter()
+    synset = CATEGORIES[category]
+    seed, n = params["seed"], params["n_per_category"]
+    n_points, n_views, size = params["n_points"], params["n_views"], params["image_size"]
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{synset}-", dir=root))
+    try:
+        splits = _split_assignment(seed, category, n, params["splits"])
+        for s in SPLITS:
+            (tmp / "pc" / s).mkdir(parents=True)
+        counts = dict.fromkeys(SPLITS, 0)
+        for i in range(n):
+            mid = model_id(seed, category, i)
+            v, f = shape_arrays(category, _rng(seed, category, i, _STREAM_SHAPE))
+            pts = sample_surface((v, f), n_points, _rng(seed, category, i, _STREAM_POINTS))
+            np.save(tmp / "pc" / splits[i] / f"{mid}.npy", pts)
+            counts[splits[i]] += 1
+            if n_views:
+                write_renderings(
+                    tmp / "render" / mid / "rendering",
+                    v,
+                    f,
+                    n_views,
+                    size,
+                    _rng(seed, category, i, _STREAM_VIEWS),
+                    nthreads,
+                )
+        return {"tmp": str(tmp), "counts": counts, "seconds": time.perf_counter() - t0}
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _say(progress: bool, msg: str) -> None:
+    log.info(msg)
+    if progress:
+        print(f"[pc3d.data.synthetic] {msg}", file=sys.stderr, flush=True)
+
+
+def generate(
+    root: str | os.PathLike,
+    *,
+    n_per_category: int = 100,
+    n_points: int = 15000,
+    n_views: int = 4,
+    image_size: int = 137,
+    seed: int = 0,
+    categories: str | Iterable[str] | None = None,
+    splits: Sequence[float] = (0.8, 0.1, 0.1),
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: int = 2,
+) -> Path:
+    """Generate the built-in data set under ``root`` (see the module docstring).
+
+    Only what is missing is built: categories already complete with the same parameters
+    are kept, categories finished by an interrupted run are reused, leftovers of a killed
+    run (``.tmp-*``) are removed. A second call with the same parameters does no mesh
+    work and says so.
+
+    Args:
+        root: dataset root (created if needed); a path ending in ``ShapeNetCore.v2.PC15k`` or
+            ``ShapeNetRendering`` (without a manifest inside) means its parent.
+        n_per_category: shapes per category.
+        n_points: points per ``.npy`` cloud (PC15k has 15000).
+        n_views: rendered views per shape (0: no ``ShapeNetRendering`` tree).
+        image_size: side S of the S x S RGBA renderings.
+        seed: non-negative integer; same seed -> byte-identical files.
+        categories: names (or synset ids) as a list or comma-separated string; None = all.
+            A root may be extended with more categories under the same parameters.
+        splits: (train, val, test) fractions per category.
+        overwrite: remove every built-in category (and the manifest) under ``root`` first,
+            and rebuild. Foreign files (e.g. real ShapeNet synsets) are left alone.
+        progress: print progress lines to stderr.
+        workers: processes, one category at a time each (output does not depend on it).
+
+    Returns:
+        ``root`` as a ``Path``.
+
+    Raises:
+        ValueError: bad arguments, or ``root`` already holds a complete built-in data set
+            made with different parameters (and ``overwrite`` is False).
+    """
+    params, cats = normalize_params(n_per_category, n_points, n_views, image_size, seed, categories, splits)
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    root = dataset_root(root)
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with locked(root):
+        man = read_manifest(root)
+        if overwrite:
+            if man is not None:
+                (root / MANIFEST_NAME).unlink()
+                man = None
+            for c in CATEGORIES:
+                remove_category(root, c)
+        elif man is not None:
+            bad = param_mismatch(man.get("params", {}), params)
+            if bad:
+                raise ValueError(
+                    f"{root} already holds a complete pc3d synthetic data set made with "
+                    f"different parameters ({'; '.join(bad)}). Use another root, the same "
+                    f"parameters, or overwrite=True (CLI: --overwrite) to regenerate."
+                )
+        cleanup_tmp(root)
+        done: dict[str, dict[str, int]] = {}
+        if man is not None:  # categories the manifest vouches for, still on disk
+            for c in man.get("categories", {}):
+                cnt = man.get("counts", {}).get(c)
+                if c in CATEGORIES and category_intact(root, c, params, cnt):
+                    done[c] = cnt
+        for c in cats:  # categories finished by an interrupted run with these params
+            part = read_part(root, c)
+            if (
+                c not in done
+                and part is not None
+                and part.get("params") == params
+                and category_intact(root, c, params, part.get("counts"))
+            ):
+                done[c] = part["counts"]
+        todo = [c for c in cats if c not in done]
+        if not todo and man is not None and set(done) == set(man.get("categories", {})):
+            _say(progress, f"{root}: already complete ({', '.join(cats)}); nothing to do")
+            return root
+        if man is not None and set(todo) & set(man.get("categories", {})):
+            (root / MANIFEST_NAME).unlink()  # it vouches for a category about to be rebuilt
+        for c in todo:
+            remove_category(root, c)
+        if todo:
+            _say(
+                progress,
+                f"generating {', '.join(todo)} into {root} "
+                f"({params['n_per_category']} shapes each, {params['n_points']} "
+                f"points, {params['n_views']} views of {params['image_size']} px)",
+            )
+        results = _run_categories(root, todo, params, min(int(workers), len(todo)) or 1, progress)
+        done.update(results)
+        all_cats = [c for c in CATEGORIES if c in done]
+        write_name_map(root, PC15K_DIRNAME, all_cats)
+        if params["n_views"] or (root / RENDERING_DIRNAME).exists():
+            write_name_map(root, RENDERING_DIRNAME, all_cats if params["n_views"] else [])
+        write_manifest(root, params, done, all_cats)
+        shutil.rmtree(root / PARTS_DIRNAME, ignore_errors=True)
+    _say(progress, f"{root}: complete ({len(all_cats)} categories) in {time.perf_counter() - t0:.1f} s")
+    return root
+
+
+def ensure_generated(
+    root: str | os.PathLike,
+    *,
+    n_per_category: int = 100,
+    n_points: int = 15000,
+    n_views: int = 4,
+    image_size: int = 137,
+    seed: int = 0,
+    categories: str | Iterable[str] | None = None,
+    splits: Sequence[float] = (0.8, 0.1, 0.1),
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: int = 2,
+) -> Path:
+    """Make sure ``root`` holds the built-in data set with these parameters; what
+    ``prepare_data`` calls.
+
+    Returns at once (no mesh work, one message) when :func:`is_complete` holds; otherwise
+    builds what is missing exactly like :func:`generate`, with the same arguments, the
+    same return value and the same ``ValueError`` on a parameter mismatch.
+    """
+    kwargs = dict(
+        n_per_category=n_per_category,
+        n_points=n_points,
+        n_views=n_views,
+        image_size=image_size,
+        seed=seed,
+        categories=categories,
+        splits=splits,
+    )
+    if not overwrite and is_complete(root, **kwargs):
+        _say(progress, f"{dataset_root(root)}: already complete; nothing to do")
+        return dataset_root(root)
+    return generate(root, overwrite=overwrite, progress=progress, workers=workers, **kwargs)
+
+
+def _run_categories(
+    root: Path, todo: list[str], params: dict[str, Any], workers: int, progress: bool
+) -> dict[str, dict[str, int]]:
+    """Build and install categories, in-process (workers == 1) or in a spawn pool."""
+    out: dict[str, dict[str, int]] = {}
+
+    def finish(c: str, res: dict[str, Any]) -> None:
+        install(root, c, res, params)
+        out[c] = res["counts"]
+        _say(progress, f"  {c} ({CATEGORIES[c]}): {params['n_per_category']} shapes in {res['seconds']:.1f} s")
+
+    if workers <= 1 or len(todo) < 2 or params["n_per_category"] * len(todo) < _POOL_MIN_SHAPES:
+        try:
+            for c in todo:
+                finish(c, _write_category(str(root), c, params))
+        except BaseException:
+            cleanup_tmp(root)
+            raise
+        return out
+    error: BaseException | None = None
+    ctx = multiprocessing.get_context("spawn")  # no fork after Open3D/TBB threads started
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        futures = {ex.submit(_write_category, str(root), c, params, 1): c for c in todo}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for fut in finished:
+                try:
+                    finish(futures[fut], fut.result())
+                except BaseException as err:  # keep installing the others that finished
+                    if error is None:
+                        error = err
+                        for p in pending:
+                            p.cancel()
+    if error is not None:
+        cleanup_tmp(root)
+        raise error
+    return out
