@@ -1,4 +1,4 @@
-"""Meshes as point clouds: reading (OBJ, PLY, OFF, GLB, STL), area-uniform sampling, a cache, renderings.
+"""Meshes as point clouds: reading (OBJ, PLY, OFF, glTF/GLB, STL), area-uniform sampling, a cache, renderings.
 
 A folder of meshes with one subfolder per class is a data set (:class:`MeshFolderDataset`)::
 
@@ -9,15 +9,19 @@ dropped, bounding-box centre at the origin, farthest vertex at radius 0.5: the f
 renderer's cameras expect) and sampled once, area-uniformly, into ``surface_points`` points
 (seeded by ``(seed, crc32(<relative path>))``, so the sample is deterministic); items then draw
 ``n_points`` rows of that dense sample as in every pc3d reader (fresh rows in train, fixed rows
-in val/test). OFF files go through torch_geometric's OFF parser (tolerating the ModelNet header
-glued to its counts, ``OFF490 518 0``), the other formats through Open3D.
+in val/test). Files are read by :func:`pc3d.data.mesh_io.read_mesh` (trimesh; every object of a
+file merged with its transforms, polygons triangulated, points and lines ignored, coordinates
+kept as stored: glTF is +Y up like pc3d, OBJ/PLY/STL/OFF carry no up axis, see
+:mod:`pc3d.data.mesh_io`) and sampled with trimesh. A broken file raises ``ValueError`` naming
+it; with ``skip_bad`` it is skipped and listed.
 
 The dense samples are cached in the PC15k layout, so a cache is itself a data set for
 ``layout=pc15k``::
 
     <cache>/ShapeNetCore.v2.PC15k/<class>/<split>/<model_id>.npy     (surface_points, 3) float32
     <cache>/ShapeNetCore.v2.PC15k/<class>/<split>/<model_id>.json    source path, size, mtime_ns,
-                                                                     sha256, surface_points, seed
+                                                                     sha256, surface_points, seed,
+                                                                     normalized, sampler
 
 written atomically; an entry is reused while the source's size and mtime match (or, when they
 changed, its SHA-256 still does) and the sampling parameters are the same. ``model_id`` is the
@@ -27,7 +31,7 @@ path below the class folder with ``/`` turned into ``__`` (extension kept, so ``
 ``rendering_metadata.txt``) with the built-in set's renderer.
 
 Splits: no split folders; each class's files are assigned train/val/test by
-:func:`pc3d.data.base.holdout_split` (``split_fractions``, default 0.8/0.1/0.1, seeded by ``seed``
+:func:`pc3d.data.splits.holdout_split` (``split_fractions``, default 0.8/0.1/0.1, seeded by ``seed``
 and the class name: the same files and seed always give the same split).
 """
 
@@ -45,8 +49,11 @@ from typing import Any
 
 import numpy as np
 
-from pc3d.data.base import PointCloudSet, holdout_split
+from pc3d.data.base import PointCloudSet
+from pc3d.data.mesh_io import MESH_SUFFIXES, read_mesh, read_off, sample_surface
 from pc3d.data.pc15k import load_cloud
+from pc3d.data.splits import holdout_split
+from pc3d.data.taxonomy import PC15K_DIRNAME
 
 __all__ = [
     "MESH_SUFFIXES",
@@ -58,108 +65,23 @@ __all__ = [
     "render_meshes",
 ]
 
-MESH_SUFFIXES = (".obj", ".ply", ".off", ".glb", ".gltf", ".stl")
-CACHE_PC15K = "ShapeNetCore.v2.PC15k"
-
-
-def read_off(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read an OFF mesh with torch_geometric's parser -> vertices (V, 3) float64, triangles (T, 3) int64.
-
-    Before parsing, comment (``#``) and blank lines are dropped and line ends stripped; faces
-    with more than 4 corners are fan-triangulated and trailing per-face colours cut, since the
-    parser keeps only triangles and quads. A header glued to its counts (``OFF490 518 0``, as in
-    ModelNet40) is accepted. Anything else that is wrong raises ``ValueError`` naming the file.
-    """
-    from torch_geometric.io.off import parse_off
-
-    path = Path(path)
-    try:
-        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text(errors="strict").splitlines()]
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a text OFF file ({exc})") from exc
-    lines = [ln for ln in lines if ln]
-    if not lines or not lines[0].startswith("OFF"):
-        raise ValueError(f"{path}: expected an OFF header line starting with 'OFF', got {lines[:1]}")
-    head = lines[0][3:].split() or (lines[1].split() if len(lines) > 1 else [])
-    start = 1 if lines[0][3:].split() else 2
-    try:
-        n_v, n_f = int(head[0]), int(head[1])
-    except (IndexError, ValueError) as exc:
-        raise ValueError(f"{path}: expected 'OFF' then counts '<n_vertices> <n_faces> <n_edges>'") from exc
-    if n_v <= 0 or n_f <= 0 or len(lines) < start + n_v + n_f:
-        raise ValueError(
-            f"{path}: header says {n_v} vertices and {n_f} faces, the file has {len(lines) - start} data lines"
-        )
-    faces = []
-    for k, ln in enumerate(lines[start + n_v : start + n_v + n_f]):
-        tok = ln.split()
-        try:
-            n = int(tok[0])
-            idx = [int(t) for t in tok[1 : 1 + n]]
-        except (IndexError, ValueError) as exc:
-            raise ValueError(f"{path}: face {k}: expected '<n> i1 ... in', got {ln!r}") from exc
-        if n < 3 or len(idx) != n:
-            raise ValueError(f"{path}: face {k}: expected '<n> i1 ... in' with n >= 3, got {ln!r}")
-        faces.extend(f"3 {idx[0]} {idx[j]} {idx[j + 1]}" for j in range(1, n - 1))
-    src = ["OFF", f"{n_v} {len(faces)} 0", *lines[start : start + n_v], *faces]
-    try:
-        data = parse_off(src)
-        v = data.pos.numpy().astype(np.float64)
-        f = data.face.t().numpy().astype(np.int64)
-    except Exception as exc:  # the parser raises whatever int()/torch raise on bad numbers
-        raise ValueError(f"{path}: not a readable OFF mesh: {type(exc).__name__}: {exc}") from exc
-    return _checked_mesh(path, v, f)
-
-
-def _checked_mesh(path: Path, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if v.ndim != 2 or v.shape[1] != 3 or v.shape[0] == 0:
-        raise ValueError(f"{path}: expected vertices of shape (V, 3) with V > 0, got {v.shape}")
-    if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] == 0:
-        raise ValueError(f"{path}: expected triangles of shape (T, 3) with T > 0, got {f.shape} (no faces?)")
-    if not np.isfinite(v).all():
-        raise ValueError(f"{path}: {int((~np.isfinite(v)).sum())} non-finite vertex coordinates")
-    if f.min() < 0 or f.max() >= v.shape[0]:
-        raise ValueError(f"{path}: triangle indices must be in [0, {v.shape[0]}), got [{f.min()}, {f.max()}]")
-    return v, f
-
-
-def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a triangle mesh -> vertices (V, 3) float64, triangles (T, 3) int64.
-
-    ``.off`` through :func:`read_off` (torch_geometric); ``.obj .ply .glb .gltf .stl`` through
-    ``open3d.io.read_triangle_mesh`` (which returns an empty mesh instead of raising: that, a
-    mesh without faces, out-of-range indices or NaN vertices raise ``ValueError`` naming the file).
-    """
-    path = Path(path)
-    if path.suffix.lower() == ".off":
-        return read_off(path)
-    if path.suffix.lower() not in MESH_SUFFIXES:
-        raise ValueError(f"{path}: unsupported mesh format {path.suffix!r}; expected one of {MESH_SUFFIXES}")
-    if not path.is_file():
-        raise FileNotFoundError(path)
-    import open3d as o3d
-
-    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
-        mesh = o3d.io.read_triangle_mesh(str(path), enable_post_processing=False)
-    v = np.asarray(mesh.vertices, dtype=np.float64)
-    f = np.asarray(mesh.triangles, dtype=np.int64)
-    if v.shape[0] == 0:
-        raise ValueError(f"{path}: Open3D read no vertices (corrupt or unsupported {path.suffix} file)")
-    return _checked_mesh(path, v, f)
+CACHE_PC15K = PC15K_DIRNAME
+#: names how cached samples are drawn; entries written by another sampler are drawn again
+SAMPLER = "trimesh-area-uniform"
 
 
 def normalize_mesh(path: Path, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The built-in set's normalization (:func:`pc3d.data.synthetic._clean_and_normalize`):
+    """The built-in set's normalization (:func:`pc3d.data.synthetic.clean_and_normalize`):
     drop zero-area triangles and unused vertices, centre the bounding box, farthest vertex at
     radius 0.5. A mesh with no surface area raises ``ValueError`` naming the file."""
-    from pc3d.data.synthetic import _clean_and_normalize
+    from pc3d.data.synthetic import clean_and_normalize
 
     tri = v[f]
     area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     extent = float(np.ptp(v, axis=0).max())
     if extent <= 0 or not (area2 > 1e-10 * extent**2).any():
         raise ValueError(f"{path}: the mesh has no surface area (all {len(f)} triangles are degenerate)")
-    return _clean_and_normalize(v, f)
+    return clean_and_normalize(v, f)
 
 
 def cache_root_for(root: Path, cache_dir: str | Path) -> Path:
@@ -196,15 +118,14 @@ class MeshSampler:
         self.normalize = normalize
 
     def sample(self, path: Path, rel: str) -> np.ndarray:
-        """Read, (normalize) and sample ``path`` -> float32 (surface_points, 3)."""
-        from pc3d.data.synthetic import sample_surface
-
+        """Read (:func:`pc3d.data.mesh_io.read_mesh`), (normalize) and sample ``path`` -> float32
+        (surface_points, 3), area-uniformly with trimesh from ``default_rng((seed, crc32(rel)))``."""
         v, f = read_mesh(path)
         if self.normalize:
             v, f = normalize_mesh(path, v, f)
         try:
             return sample_surface(
-                (v, f), self.surface_points, np.random.default_rng((self.seed, zlib.crc32(rel.encode())))
+                v, f, self.surface_points, np.random.default_rng((self.seed, zlib.crc32(rel.encode())))
             )
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
@@ -219,6 +140,7 @@ class MeshSampler:
             "surface_points": self.surface_points,
             "seed": self.seed,
             "normalized": self.normalize,
+            "sampler": SAMPLER,
         }
 
     def cached(self, path: Path, rel: str, entry: Path) -> np.ndarray:
@@ -238,6 +160,7 @@ class MeshSampler:
                     ("surface_points", self.surface_points),
                     ("seed", self.seed),
                     ("normalized", self.normalize),
+                    ("sampler", SAMPLER),
                 )
             )
             if same_params and rec.get("source") == rel:
@@ -386,7 +309,7 @@ def render_meshes(
     renamed into place; models already rendered are skipped; unreadable meshes raise ``ValueError``.
     Returns the number of models rendered.
     """
-    from pc3d.data.synthetic import _write_renderings
+    from pc3d.data.synthetic import write_renderings
 
     root, out_dir = Path(root), Path(out_dir)
     done = 0
@@ -402,7 +325,7 @@ def render_meshes(
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{model_id}-", dir=final.parent))
             try:
                 rng = np.random.default_rng((seed, zlib.crc32(rel.encode()), 1))
-                _write_renderings(tmp / "rendering", v, f, n_views, image_size, rng, 0)
+                write_renderings(tmp / "rendering", v, f, n_views, image_size, rng, 0)
                 if final.exists():
                     shutil.rmtree(final)
                 os.replace(tmp, final)
