@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pc3d.geometry.normalize import NORMALIZATIONS, normalize_unit_bbox, normalize_unit_sphere
 from pc3d.io import atomic_write
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
     "fpd",
     "frechet_distance",
     "frechet_distance_to_features",
-    "load_classifier",
     "load_statistics",
     "save_statistics",
 ]
@@ -195,8 +195,6 @@ def compute_features(
 
     Shapes: ``(M, N, 3)`` -> float32 CPU ``(M, D)``.
     """
-    from pc3d.data.transforms import normalize_unit_bbox, normalize_unit_sphere
-
     if normalize not in ("none", "unit_sphere", "unit_bbox"):
         raise ValueError(f"normalize must be none | unit_sphere | unit_bbox for FPD features, got {normalize!r}")
     if device is None:
@@ -256,48 +254,20 @@ def fpd(
     return frechet_distance_to_features(feats, reference.mu, reference.sigma)
 
 
-def load_classifier(path: str | os.PathLike, *, k: int = 16, map_location: str | torch.device = "cpu") -> nn.Module:
-    """The FPD feature network from a file, in eval mode.
-
-    Accepts a ``pc3d-train`` checkpoint (``experiment=fpd_classifier_*``; its ``net`` is
-    returned) or a plain state_dict of the common ``PointNetCls`` layout (e.g. tree-GAN's
-    pretrained ``k = 16`` classifier), loaded strictly into ``PointNetClassifier(k)``. Both
-    are read with ``torch.load(weights_only=True)``.
-    """
-    from pc3d.nn.pointnet_cls import PointNetClassifier
-
-    path = Path(path)
-    obj = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(obj, dict) and "pc3d_config" in obj:
-        from pc3d.models.io import load_model
-
-        model = load_model(path, map_location=map_location)
-        net = getattr(model, "net", model)
-        return net.eval()
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a pc3d checkpoint or a state_dict")
-    state = {k_.removeprefix("module."): v for k_, v in state.items()}
-    if "fc3.weight" in state:
-        k = int(state["fc3.weight"].shape[0])
-    ft = any(key.startswith("feat.fstn.") for key in state)
-    net = PointNetClassifier(k=k, feature_transform=ft)
-    net.load_state_dict(state, strict=True)
-    return net.eval()
-
-
 # ----------------------------------------------------------------------------- training hook
 
-_SCORER_NORMALIZATIONS = ("none", "unit_sphere", "unit_bbox", "global")
+_SCORER_NORMALIZATIONS = NORMALIZATIONS
 
 
 class FPDScorer:
     """FPD of generated clouds against fixed reference statistics, as a callable (training hook).
 
-    Built from files (Hydra-friendly), e.g. ``model.fpd`` of :class:`pc3d.models.TreeGAN`::
+    Takes the feature network itself (an ``nn.Module`` with ``features``); reading it from a
+    checkpoint is :func:`pc3d.models.io.fpd_scorer`'s job, which builds one from files
+    (Hydra-friendly), e.g. ``model.fpd`` of :class:`pc3d.models.TreeGAN`::
 
         fpd:
-          classifier_ckpt: outputs/fpd/pointnet_cls_synthetic.ckpt   # load_classifier()
+          classifier_ckpt: outputs/fpd/pointnet_cls_synthetic.ckpt   # pc3d.models.io.load_classifier()
           stats: outputs/fpd/chair_train_512.npz                      # save_statistics()
           n_points: 512
 
@@ -318,19 +288,21 @@ class FPDScorer:
     raises too (``check_n_points=False`` turns that into a warning).
 
     Args:
-        classifier_ckpt: ``pc3d-train`` classifier checkpoint or ``PointNetCls`` state_dict.
+        classifier: the feature network (e.g. :class:`pc3d.nn.PointNetClassifier`), used in
+            eval mode; :func:`pc3d.models.io.load_classifier` reads one from a checkpoint.
         stats: ``.npz`` reference statistics, or a :class:`FeatureStats`.
         n_points: subsample clouds to this many points (``None``: as given).
         normalize: see above. global_stats: for ``normalize="global"``.
         batch_size: clouds per forward pass. device: where the classifier runs (``None``: the
             device of the clouds passed in). seed: of the subsampling rows.
+        classifier_ckpt: the file ``classifier`` was read from (shown by ``repr`` only).
 
     Shapes: ``__call__(clouds (M, N, 3))`` with ``M >= 2`` -> float.
     """
 
     def __init__(
         self,
-        classifier_ckpt: str | os.PathLike,
+        classifier: nn.Module,
         stats: str | os.PathLike | FeatureStats,
         *,
         n_points: int | None = None,
@@ -340,6 +312,7 @@ class FPDScorer:
         device: str | torch.device | None = None,
         seed: int = 0,
         check_n_points: bool = True,
+        classifier_ckpt: str | os.PathLike | None = None,
     ) -> None:
         if normalize not in _SCORER_NORMALIZATIONS:
             raise ValueError(f"FPDScorer: normalize must be one of {_SCORER_NORMALIZATIONS}, got {normalize!r}")
@@ -349,9 +322,11 @@ class FPDScorer:
             raise ValueError(f"FPDScorer: n_points must be a positive int or None, got {n_points!r}")
         if int(batch_size) < 1:
             raise ValueError(f"FPDScorer: batch_size must be >= 1, got {batch_size!r}")
-        path = Path(classifier_ckpt)
-        if not path.is_file():
-            raise FileNotFoundError(f"FPDScorer: classifier_ckpt not found: {path}")
+        if not isinstance(classifier, nn.Module) or not callable(getattr(classifier, "features", None)):
+            raise TypeError(
+                f"FPDScorer: classifier must be an nn.Module with features(points (B, N, 3)), got "
+                f"{type(classifier).__name__} (pc3d.models.io.fpd_scorer builds one from a checkpoint file)"
+            )
         if isinstance(stats, FeatureStats):
             self.stats = stats
             self.stats_path = None
@@ -360,8 +335,8 @@ class FPDScorer:
             if not self.stats_path.is_file():
                 raise FileNotFoundError(f"FPDScorer: stats file not found: {self.stats_path}")
             self.stats = load_statistics(self.stats_path)
-        self.classifier_ckpt = path
-        self.classifier = load_classifier(path)
+        self.classifier_ckpt = None if classifier_ckpt is None else Path(classifier_ckpt)
+        self.classifier = classifier.eval()
         self.n_points = n_points
         self.normalize = normalize
         self.global_stats = None
@@ -389,7 +364,7 @@ class FPDScorer:
 
     def __repr__(self) -> str:
         return (
-            f"FPDScorer(classifier_ckpt={str(self.classifier_ckpt)!r}, stats="
+            f"FPDScorer(classifier_ckpt={str(self.classifier_ckpt) if self.classifier_ckpt else None!r}, stats="
             f"{str(self.stats_path) if self.stats_path else '<FeatureStats>'!r}, n_points={self.n_points}, "
             f"normalize={self.normalize!r}, n_ref={self.stats.n})"
         )

@@ -42,7 +42,7 @@ Normalization (``normalize``), applied to both sets before any metric
     ``"none"``: clouds are scored as given (PointFlow de-normalizes samples and references
     to the data's coordinates and scores them as they are).
     ``"unit_sphere"`` / ``"unit_bbox"``: each cloud on its own, see
-    :mod:`pc3d.data.transforms` (centroid & max norm 1 / bbox centre & longest side 1).
+    :mod:`pc3d.geometry.normalize` (centroid & max norm 1 / bbox centre & longest side 1).
     ``"global"``: one shift (per-axis mean) and one scalar scale (std of all coordinates) for
     both sets, taken from ``global_stats`` (``{"mean": [3], "std": float}`` as written by
     :func:`pc3d.data.pc15k.compute_global_stats`) or, when not given, computed from the
@@ -65,6 +65,9 @@ Cost
     Memory is bounded by one batch of pairs (or one chunk of query points), never
     ``O(S R N)``; the matrices themselves are ``(S, R)`` float64 on the CPU.
 
+The distance matrices (and the check of a set of clouds) live in :mod:`pc3d.metrics.pairwise`;
+:func:`distance_matrix` and :data:`DISTANCES` are re-exported here.
+
 For use inside training, :class:`GenerationMetrics` (a ``torchmetrics.Metric``) accumulates
 samples (and optionally references) whose states are concatenated across DDP ranks, then
 calls :func:`evaluate_generation`.
@@ -73,15 +76,17 @@ calls :func:`evaluate_generation`.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from pc3d.geometry.normalize import NORMALIZATIONS, normalize_unit_bbox, normalize_unit_sphere
+from pc3d.metrics.pairwise import DISTANCES, as_clouds, distance_matrix
+from pc3d.ops.common import num_threads
 
 __all__ = [
     "DISTANCES",
@@ -96,40 +101,8 @@ __all__ = [
     "one_nna",
 ]
 
-#: Accepted ``normalize`` values.
-NORMALIZATIONS = ("none", "unit_sphere", "unit_bbox", "global")
-#: Accepted cloud distances (``"jsd"`` may also appear in ``distances`` of
-#: :func:`evaluate_generation`, it is not a distance between two clouds).
-DISTANCES = ("cd", "emd")
-_BACKENDS = ("auto", "numba", "kdtree", "torch")
-#: Query points per KD-tree call (bounds the memory of the CPU Chamfer path).
-_QUERY_CHUNK_POINTS = 1 << 18
-#: Bytes of cloud data gathered for one batch of pairs in the pairwise paths.
-_PAIR_BATCH_BYTES = 32 * 1024**2
-
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def _as_clouds(x: Any, name: str) -> Tensor:
-    """A ``(B, N, 3)`` floating tensor from a tensor, array or sequence of ``(N, 3)`` clouds."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    elif not isinstance(x, Tensor):
-        if isinstance(x, Sequence) and len(x) > 0:
-            x = torch.stack([torch.as_tensor(np.asarray(c)) if not isinstance(c, Tensor) else c for c in x])
-        else:
-            raise TypeError(f"{name} must be a tensor or array of shape (B, N, 3), got {type(x).__name__}")
-    if x.dim() != 3 or x.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape (B, N, 3), got {tuple(x.shape)}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty set of non-empty clouds (B, N, 3), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        x = x.to(torch.float32)
-    x = x.detach()
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or infinite coordinates; expected finite values (B, N, 3)")
-    return x
 
 
 def _stats_from_mapping(stats: Any) -> tuple[Tensor, Tensor]:
@@ -159,12 +132,10 @@ def normalize_sets(
     Shapes:
         samples ``(S, N, 3)``, refs ``(R, M, 3)`` -> the same shapes, same dtype and device.
     """
-    from pc3d.data.transforms import normalize_unit_bbox, normalize_unit_sphere
-
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-    samples = _as_clouds(samples, "samples")
-    refs = _as_clouds(refs, "refs")
+    samples = as_clouds(samples, "samples")
+    refs = as_clouds(refs, "refs")
     if normalize == "none":
         return samples, refs
     if normalize == "unit_sphere":
@@ -184,197 +155,6 @@ def normalize_sets(
         return ((t.to(torch.float64) - mean.to(t.device)) / std.to(t.device)).to(t.dtype)
 
     return apply(samples), apply(refs)
-
-
-# ----------------------------------------------------------------------------- distance matrices
-
-
-def _num_threads() -> int:
-    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
-
-
-def _directional_means(tree: Any, cloud: np.ndarray, queries: np.ndarray, skip: int | None) -> np.ndarray:
-    """``mean_i min_j |q_i - cloud_j|^2`` for each query cloud (``skip``: an index left NaN)."""
-    n_q, n_pts, _ = queries.shape
-    out = np.full(n_q, np.nan)
-    keep = np.arange(n_q) if skip is None else np.delete(np.arange(n_q), skip)
-    step = max(1, _QUERY_CHUNK_POINTS // n_pts)
-    for c0 in range(0, len(keep), step):
-        ids = keep[c0 : c0 + step]
-        pts = queries[ids].reshape(-1, 3)
-        idx = tree.query(pts, k=1)[1]
-        d2 = np.square(pts - cloud[idx]).sum(-1)  # rebuilt from the neighbour: exact
-        out[ids] = d2.reshape(len(ids), n_pts).mean(1)
-    return out
-
-
-def _cd_matrix_kdtree(a: Tensor, b: Tensor | None) -> Tensor:
-    """Chamfer matrix on the CPU with one KD-tree per cloud and each direction computed once."""
-    from scipy.spatial import cKDTree
-
-    an = a.detach().cpu().to(torch.float64).numpy()
-    bn = None if b is None else b.detach().cpu().to(torch.float64).numpy()
-    threads = _num_threads()
-
-    def run(jobs: list) -> list:
-        if threads == 1 or len(jobs) == 1:
-            return [j() for j in jobs]
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pc3d-metrics") as pool:
-            futures = [pool.submit(j) for j in jobs]
-            return [f.result() for f in futures]
-
-    def tree_of(cloud: np.ndarray) -> Any:
-        return cKDTree(cloud, leafsize=16, balanced_tree=False)
-
-    if bn is None:
-        # column j: every other cloud i queried against cloud j -> dir(i -> j).
-        jobs = [lambda j=j: _directional_means(tree_of(an[j]), an[j], an, skip=j) for j in range(len(an))]
-        d_dir = np.stack(run(jobs), axis=1)  # (A, A): d_dir[i, j] = dir(i -> j)
-        np.fill_diagonal(d_dir, 0.0)
-        mat = d_dir + d_dir.T
-        np.fill_diagonal(mat, 0.0)
-        return torch.from_numpy(mat)
-    jobs_ab = [lambda j=j: _directional_means(tree_of(bn[j]), bn[j], an, None) for j in range(len(bn))]
-    jobs_ba = [lambda i=i: _directional_means(tree_of(an[i]), an[i], bn, None) for i in range(len(an))]
-    res = run(jobs_ab + jobs_ba)
-    d_ab = np.stack(res[: len(bn)], axis=1)  # (A, B): dir(a_i -> b_j)
-    d_ba = np.stack(res[len(bn) :], axis=0)  # (A, B): dir(b_j -> a_i)
-    return torch.from_numpy(d_ab + d_ba)
-
-
-def _cd_matrix_numba(a: Tensor, b: Tensor | None) -> Tensor:
-    """Chamfer matrix on the CPU: both directions of each pair from one compiled brute-force pass."""
-    from pc3d.metrics._chamfer_pairs import chamfer_pair_terms
-    from pc3d.ops.knn import _get_pool
-
-    def as_np(t: Tensor) -> np.ndarray:
-        t = t.detach().cpu()
-        if t.dtype not in (torch.float32, torch.float64):
-            t = t.to(torch.float32)
-        return t.numpy()
-
-    an = as_np(a)
-    threads = _num_threads()
-    pool = _get_pool(threads) if threads > 1 else None
-    A = an.shape[0]
-    if b is None:
-        ii, jj = np.triu_indices(A, k=1)
-        d_ab, d_ba = chamfer_pair_terms(an, an, ii, jj, pool=pool, workers=threads)
-        mat = np.zeros((A, A), dtype=np.float64)
-        mat[ii, jj] = d_ab + d_ba
-        mat[jj, ii] = mat[ii, jj]
-        return torch.from_numpy(mat)
-    bn = as_np(b)
-    B = bn.shape[0]
-    ii = np.repeat(np.arange(A), B)
-    jj = np.tile(np.arange(B), A)
-    d_ab, d_ba = chamfer_pair_terms(an, bn, ii, jj, pool=pool, workers=threads)
-    return torch.from_numpy((d_ab + d_ba).reshape(A, B))
-
-
-def _pairwise(a: Tensor, b: Tensor | None, fn: Any, batch_size: int | None, same_n: bool) -> Tensor:
-    """Evaluate ``fn(x_batch, y_batch) -> (P,)`` over all pairs (``i < j`` when ``b is None``)."""
-    other = a if b is None else b
-    if same_n and a.shape[1] != other.shape[1]:
-        raise ValueError(
-            f"EMD needs clouds with equal point counts: samples (S, N, 3) and refs (R, N, 3), "
-            f"got N={a.shape[1]} and N={other.shape[1]}"
-        )
-    A, B = a.shape[0], other.shape[0]
-    if b is None:
-        ii, jj = torch.triu_indices(A, A, offset=1)
-    else:
-        ii = torch.arange(A).repeat_interleave(B)
-        jj = torch.arange(B).repeat(A)
-    if batch_size is None:
-        per_pair = (a.shape[1] + other.shape[1]) * 3 * a.element_size()
-        batch_size = int(max(1, min(512, _PAIR_BATCH_BYTES // per_pair)))
-    elif int(batch_size) < 1:
-        raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    vals = torch.zeros(len(ii), dtype=torch.float64)
-    with torch.no_grad():
-        for p0 in range(0, len(ii), int(batch_size)):
-            i = ii[p0 : p0 + int(batch_size)].to(a.device)
-            j = jj[p0 : p0 + int(batch_size)].to(a.device)
-            vals[p0 : p0 + len(i)] = fn(a[i], other[j]).detach().to(torch.float64).cpu()
-    mat = torch.zeros(A, B, dtype=torch.float64)
-    mat[ii, jj] = vals
-    if b is None:
-        mat[jj, ii] = vals
-    return mat
-
-
-def distance_matrix(
-    a: Any,
-    b: Any = None,
-    *,
-    distance: str = "cd",
-    batch_size: int | None = None,
-    backend: str = "auto",
-    emd_method: str = "exact",
-) -> Tensor:
-    """All pairwise cloud distances between two sets (or within one set).
-
-    ``distance="cd"``: squared-euclidean Chamfer distance, sum of the two directional means.
-    ``distance="emd"``: mean matched euclidean distance (``pc3d.ops.emd``, ``emd_method``
-    ``"exact"`` or ``"approx"``; equal point counts). No normalization is applied here.
-
-    Args:
-        a: first set. b: second set, or ``None`` for the symmetric ``a``-vs-``a`` matrix
-            (zero diagonal; each unordered pair computed once).
-        batch_size: pairs per batch in the pairwise paths (CUDA Chamfer, EMD); ``None`` picks
-            a batch of ~32 MiB of gathered clouds (at most 512 pairs).
-        backend: CD only: ``"auto"`` (CPU tensors: ``"numba"`` when numba is installed, else
-            ``"kdtree"``; batched ``chamfer_distance`` on the tensors' device otherwise),
-            ``"numba"`` (compiled brute force, both directions per pass, input precision),
-            ``"kdtree"`` (scipy KD-trees, float64) or ``"torch"``.
-        emd_method: EMD only, passed to ``pc3d.ops.emd``.
-
-    Returns:
-        float64 CPU tensor ``D`` with ``D[i, j] = dist(a[i], b[j])``.
-
-    Shapes:
-        a ``(A, N, 3)``, b ``(B, M, 3)`` (or ``None``) -> ``(A, B)`` (``(A, A)``).
-    """
-    if distance not in DISTANCES:
-        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
-    a = _as_clouds(a, "a")
-    b = None if b is None else _as_clouds(b, "b")
-    if b is not None:
-        if b.device != a.device:
-            raise ValueError(f"a and b must be on the same device, got {a.device} and {b.device}")
-        if b.dtype != a.dtype:
-            b = b.to(a.dtype)
-    if distance == "cd":
-        which = backend
-        if which == "auto":
-            if a.device.type != "cpu":
-                which = "torch"
-            else:
-                from pc3d.metrics._chamfer_pairs import have_numba
-
-                which = "numba" if have_numba() else "kdtree"
-        if which == "numba":
-            return _cd_matrix_numba(a, b)
-        if which == "kdtree":
-            return _cd_matrix_kdtree(a, b)
-        from pc3d.ops import chamfer_distance
-
-        def cd(x: Tensor, y: Tensor) -> Tensor:
-            return chamfer_distance(x, y, squared=True, reduction="none", backend="torch")
-
-        return _pairwise(a, b, cd, batch_size, same_n=False)
-    try:
-        from pc3d.ops.emd import emd as emd_fn
-    except ImportError as err:  # pragma: no cover - depends on the EMD op being present
-        raise ImportError("EMD-based metrics need pc3d.ops.emd, which is not available") from err
-
-    def emd(x: Tensor, y: Tensor) -> Tensor:
-        return emd_fn(x, y, method=emd_method, squared=False, reduction="none")
-
-    return _pairwise(a, b, emd, batch_size, same_n=True)
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -459,7 +239,7 @@ def occupancy_counts(clouds: Any, *, resolution: int = 28, in_sphere: bool = Tru
 
     if int(resolution) < 2:
         raise ValueError(f"resolution must be >= 2, got {resolution!r}")
-    pts = _as_clouds(clouds, "clouds").cpu().to(torch.float64).reshape(-1, 3).numpy()
+    pts = as_clouds(clouds, "clouds").cpu().to(torch.float64).reshape(-1, 3).numpy()
     grid = _grid_centres(int(resolution), in_sphere)
     bound = 0.5 + 1e-6
     outside = int((np.linalg.norm(pts, axis=1) > bound).sum() if in_sphere else (np.abs(pts) > bound).any(axis=1).sum())
@@ -470,7 +250,7 @@ def occupancy_counts(clouds: Any, *, resolution: int = 28, in_sphere: bool = Tru
             f"boundary cell (normalize the clouds, e.g. normalize='unit_bbox')",
             stacklevel=2,
         )
-    idx = cKDTree(grid).query(pts, k=1, workers=_num_threads())[1]
+    idx = cKDTree(grid).query(pts, k=1, workers=num_threads())[1]
     return np.bincount(idx, minlength=len(grid)).astype(np.int64)
 
 
@@ -608,14 +388,14 @@ if _Metric is not None:
             super().__init__()
             self.add_state("samples", default=[], dist_reduce_fx="cat")
             self.add_state("refs", default=[], dist_reduce_fx="cat")
-            self._fixed_refs = None if refs is None else _as_clouds(refs, "refs").cpu()
+            self._fixed_refs = None if refs is None else as_clouds(refs, "refs").cpu()
             self.max_samples = max_samples
             self.eval_kwargs = dict(eval_kwargs)
 
         def update(self, samples: Tensor, refs: Tensor | None = None) -> None:
-            self.samples.append(_as_clouds(samples, "samples"))
+            self.samples.append(as_clouds(samples, "samples"))
             if refs is not None:
-                self.refs.append(_as_clouds(refs, "refs"))
+                self.refs.append(as_clouds(refs, "refs"))
 
         def compute(self) -> dict[str, Tensor]:
             if isinstance(self.samples, list) and not self.samples:

@@ -29,14 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pc3d.geometry.normalize import unit_bbox_stats, unit_sphere_stats
+
 __all__ = ["per_category_means", "reconstruction_metrics"]
 
 _METRICS = ("cd", "emd", "fscore")
 
 
 def _normalize_pair(pred: Tensor, target: Tensor, normalize: str, global_stats: Any) -> tuple[Tensor, Tensor]:
-    from pc3d.data.transforms import unit_bbox_stats, unit_sphere_stats
-
     if normalize == "none":
         return pred, target
     if normalize == "unit_sphere":

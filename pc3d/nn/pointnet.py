@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pc3d.nn._checks import check_cloud
+from pc3d.geometry.checks import check_cloud
 
 
 class PointNetEncoder(nn.Module):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pc3d.nn._checks import check_cloud
+from pc3d.geometry.checks import check_cloud
 
 __all__ = ["PointNetClassifier", "TransformNet"]
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import torch
 from torch import Tensor
 
-from pc3d.ops.knn import gather_points, nearest_indices, reduce_per_cloud, validate_pair
+from pc3d.geometry.checks import validate_pair
+from pc3d.ops.common import reduce_per_cloud, safe_sqrt
+from pc3d.ops.knn import gather_points, nearest_indices
 
 __all__ = ["ChamferResult", "chamfer_distance"]
 
@@ -53,12 +54,6 @@ class ChamferResult(NamedTuple):
     y_to_x: Tensor
     idx_x_to_y: Tensor
     idx_y_to_x: Tensor
-
-
-def _safe_sqrt(d2: Tensor) -> Tensor:
-    """``sqrt`` whose gradient at 0 is 0 instead of inf/NaN."""
-    positive = d2 > 0
-    return torch.where(positive, torch.where(positive, d2, torch.ones_like(d2)).sqrt(), torch.zeros_like(d2))
 
 
 def chamfer_distance(
@@ -117,8 +112,8 @@ def chamfer_distance(
     d_xy = (x - gather_points(y, idx_xy)).square().sum(-1)  # (B, N)
     d_yx = (y - gather_points(x, idx_yx)).square().sum(-1)  # (B, M)
     if not squared:
-        d_xy = _safe_sqrt(d_xy)
-        d_yx = _safe_sqrt(d_yx)
+        d_xy = safe_sqrt(d_xy)
+        d_yx = safe_sqrt(d_yx)
     x_to_y = d_xy.mean(dim=1)
     y_to_x = d_yx.mean(dim=1)
     per_cloud = x_to_y + y_to_x

@@ -61,8 +61,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pc3d.ops.chamfer import _safe_sqrt
-from pc3d.ops.knn import _get_pool, _num_threads, gather_points, reduce_per_cloud, validate_pair
+from pc3d.geometry.checks import validate_pair
+from pc3d.ops.common import get_pool, num_threads, reduce_per_cloud, safe_sqrt
+from pc3d.ops.knn import gather_points
 
 __all__ = ["EMDResult", "METHODS", "emd"]
 
@@ -114,10 +115,10 @@ def _lsa_pair(x: np.ndarray, y: np.ndarray, squared: bool) -> np.ndarray:
 
 
 def _run_pairs(job, B: int) -> list:
-    threads = _num_threads()
+    threads = num_threads()
     if B == 1 or threads == 1:
         return [job(b) for b in range(B)]
-    return list(_get_pool(threads).map(job, range(B)))
+    return list(get_pool(threads).map(job, range(B)))
 
 
 def _centered_numpy(x: Tensor, y: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -469,7 +470,7 @@ def emd(
 
     d = (x - gather_points(y, assignment)).square().sum(-1)  # (B, N)
     if not squared:
-        d = _safe_sqrt(d)
+        d = safe_sqrt(d)
     per_cloud = d.mean(dim=1)
     distance = reduce_per_cloud(per_cloud, reduction)
     if return_assignment:

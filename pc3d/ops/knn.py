@@ -32,13 +32,12 @@ loss rebuilt from the same indices. No autograd graph is recorded here.
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 from torch import Tensor
+
+from pc3d.geometry.checks import validate_cloud, validate_pair
+from pc3d.ops.common import get_pool, num_threads
 
 __all__ = [
     "BACKENDS",
@@ -66,95 +65,8 @@ _KDTREE_BALANCED = False
 
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 
-_pool: ThreadPoolExecutor | None = None
-_pool_key: tuple[int, int] | None = None
-_pool_lock = threading.Lock()
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def _check_cloud(t: object, name: str) -> None:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, N, 3), got {type(t).__name__}")
-    if t.dim() != 3 or t.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape (B, N, 3), got {tuple(t.shape)}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor (float32 or float64), got {t.dtype}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(
-            f"{name} must be a non-empty batch of non-empty clouds, shape (B, N, 3) with B >= 1 "
-            f"and N >= 1, got {tuple(t.shape)}"
-        )
-
-
-def _all_finite(t: Tensor) -> bool:
-    t = t.detach()
-    if t.device.type == "cpu" and t.dtype in _NUMPY_DTYPES:
-        # numpy runs this single-threaded: no OpenMP barrier, which on a busy 2-core machine
-        # costs a scheduler tick per torch op.
-        return bool(np.isfinite(t.numpy()).all())
-    return bool(torch.isfinite(t).all())
-
-
-def validate_cloud(x: Tensor, name: str = "x") -> None:
-    """Check one batch of point clouds at a public boundary.
-
-    Shapes:
-        x: ``(B, N, 3)`` with ``B, N >= 1``.
-
-    Raises:
-        TypeError: not a tensor, or not floating point.
-        ValueError: wrong shape, empty, NaN or inf.
-    """
-    _check_cloud(x, name)
-    if not _all_finite(x):
-        raise ValueError(f"{name} contains NaN or infinite coordinates; expected finite values")
-
-
-def validate_pair(x: Tensor, y: Tensor, names: tuple[str, str] = ("x", "y")) -> None:
-    """Check two batches of point clouds at a public boundary.
-
-    Shapes:
-        x: ``(B, N, 3)``, y: ``(B, M, 3)``, both with ``B, N, M >= 1``, same dtype and device.
-
-    Raises:
-        TypeError: not a tensor, or not floating point.
-        ValueError: wrong shape, empty, batch sizes / dtypes / devices differ, NaN or inf.
-    """
-    nx, ny = names
-    _check_cloud(x, nx)
-    _check_cloud(y, ny)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"{nx} and {ny} must have the same batch size B (shapes (B, N, 3) and (B, M, 3)), "
-            f"got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    if x.dtype != y.dtype:
-        raise ValueError(f"{nx} and {ny} must have the same dtype, got {x.dtype} and {y.dtype}")
-    if x.device != y.device:
-        raise ValueError(f"{nx} and {ny} must be on the same device, got {x.device} and {y.device}")
-    for t, name in ((x, nx), (y, ny)):
-        if not _all_finite(t):
-            raise ValueError(f"{name} contains NaN or infinite coordinates; expected finite values")
-
 
 # ----------------------------------------------------------------------------- back-ends
-
-
-def _num_threads() -> int:
-    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
-
-
-def _get_pool(workers: int) -> ThreadPoolExecutor:
-    """A process-local thread pool (re-created after ``fork``, e.g. in DataLoader workers)."""
-    global _pool, _pool_key
-    key = (os.getpid(), workers)
-    with _pool_lock:
-        if _pool is None or _pool_key != key:
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pc3d-knn")
-            _pool_key = key
-        return _pool
 
 
 def _have_scipy() -> bool:
@@ -200,7 +112,7 @@ def _kdtree_indices(pairs: list[tuple[Tensor, Tensor]]) -> list[Tensor]:
 
     arrays = [(as_numpy(q), as_numpy(r)) for q, r in pairs]
     B = arrays[0][0].shape[0]
-    threads = _num_threads()
+    threads = num_threads()
     workers = max(1, threads // B)  # scipy's own query threads when there are few clouds
 
     def job(b: int) -> list[np.ndarray]:
@@ -209,7 +121,7 @@ def _kdtree_indices(pairs: list[tuple[Tensor, Tensor]]) -> list[Tensor]:
     if B == 1 or threads == 1:
         found = [job(b) for b in range(B)]
     else:
-        found = list(_get_pool(threads).map(job, range(B)))
+        found = list(get_pool(threads).map(job, range(B)))
     out = []
     for k, (q, _) in enumerate(pairs):
         idx = np.stack([found[b][k] for b in range(B)]).astype(np.int64, copy=False)
@@ -285,7 +197,7 @@ def _kdtree_knn_within(xn: np.ndarray, k: int) -> np.ndarray:
     from scipy.spatial import cKDTree
 
     B = xn.shape[0]
-    threads = _num_threads()
+    threads = num_threads()
     workers = max(1, threads // B)
 
     def job(b: int) -> np.ndarray:
@@ -295,7 +207,7 @@ def _kdtree_knn_within(xn: np.ndarray, k: int) -> np.ndarray:
     if B == 1 or threads == 1:
         found = [job(b) for b in range(B)]
     else:
-        found = list(_get_pool(threads).map(job, range(B)))
+        found = list(get_pool(threads).map(job, range(B)))
     return np.ascontiguousarray(_drop_self(np.stack(found)).astype(np.int64, copy=False))
 
 
@@ -309,14 +221,14 @@ def _numba_knn_within(xn: np.ndarray, k: int) -> np.ndarray:
     from pc3d.ops._grid_knn import grid_knn_within
 
     B = xn.shape[0]
-    threads = min(_num_threads(), B)
+    threads = min(num_threads(), B)
     if threads == 1:
         idx, ok = grid_knn_within(xn, k)
     else:
         bounds = np.linspace(0, B, threads + 1).astype(int)
-        parts = list(_get_pool(_num_threads()).map(
-            lambda i: grid_knn_within(xn[bounds[i] : bounds[i + 1]], k), range(threads)
-        ))
+        parts = list(
+            get_pool(num_threads()).map(lambda i: grid_knn_within(xn[bounds[i] : bounds[i + 1]], k), range(threads))
+        )
         idx = np.concatenate([p[0] for p in parts])
         ok = np.concatenate([p[1] for p in parts])
     if not ok.all():
@@ -474,16 +386,3 @@ def nearest_neighbors(
     with torch.no_grad():
         dist2 = (x.detach() - gather_points(y.detach(), idx)).square().sum(-1)
     return dist2, idx
-
-
-def reduce_per_cloud(per_cloud: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Apply a loss ``reduction`` (validated by the caller) to per-cloud values.
-
-    Shapes:
-        per_cloud: (B,); returns a scalar for "mean" / "sum", the (B,) tensor for "none"
-    """
-    if reduction == "mean":
-        return per_cloud.mean()
-    if reduction == "sum":
-        return per_cloud.sum()
-    return per_cloud

@@ -34,8 +34,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pc3d.ops.chamfer import _safe_sqrt
-from pc3d.ops.knn import gather_points, knn_within_indices, reduce_per_cloud, validate_cloud
+from pc3d.geometry.checks import validate_cloud
+from pc3d.ops.common import reduce_per_cloud, safe_sqrt
+from pc3d.ops.knn import gather_points, knn_within_indices
 
 __all__ = ["uniformity_loss"]
 
@@ -98,7 +99,7 @@ def uniformity_loss(
     idx = knn_within_indices(x, k, backend=backend, chunk_size=chunk_size)  # (B, N, k)
 
     nbrs = gather_points(x, idx.reshape(B, n * k)).reshape(B, n, k, 3)
-    r = _safe_sqrt((x.unsqueeze(2) - nbrs).square().sum(-1)).mean(dim=2)  # (B, N)
+    r = safe_sqrt((x.unsqueeze(2) - nbrs).square().sum(-1)).mean(dim=2)  # (B, N)
     mu = r.mean(dim=1, keepdim=True)  # (B, 1)
     var = (r - mu).square().mean(dim=1)  # (B,)
     mu2 = mu.squeeze(1).square()

@@ -14,10 +14,10 @@ from pc3d.metrics.fpd import (
     fpd,
     frechet_distance,
     frechet_distance_to_features,
-    load_classifier,
     load_statistics,
     save_statistics,
 )
+from pc3d.models.io import load_classifier
 from pc3d.nn import PointNetClassifier
 
 

@@ -8,7 +8,7 @@ import torch
 
 from pc3d.metrics._chamfer_pairs import chamfer_pair_terms, have_numba
 from pc3d.metrics.generative import distance_matrix, evaluate_generation
-from pc3d.ops.knn import _get_pool
+from pc3d.ops.common import get_pool
 
 pytestmark = pytest.mark.skipif(not have_numba(), reason="numba is not installed")
 
@@ -44,7 +44,7 @@ def test_swapping_the_clouds_swaps_the_terms_and_pool_gives_the_same_values():
     a = rng.random((40, 96, 3)).astype(np.float32)
     ii, jj = np.triu_indices(40, k=1)  # 780 pairs: several thread-pool jobs
     ab, ba = chamfer_pair_terms(a, a, ii, jj)
-    ab2, ba2 = chamfer_pair_terms(a, a, jj, ii, pool=_get_pool(2), workers=2)
+    ab2, ba2 = chamfer_pair_terms(a, a, jj, ii, pool=get_pool(2), workers=2)
     np.testing.assert_array_equal(ab, ba2)
     np.testing.assert_array_equal(ba, ab2)
 
@@ -88,9 +88,9 @@ def test_numba_matrices_agree_with_kdtree_path(dtype):
 
 
 def test_auto_backend_on_cpu_is_numba(monkeypatch):
-    import pc3d.metrics.generative as gen
+    import pc3d.metrics.pairwise as pairwise
 
     called = []
-    monkeypatch.setattr(gen, "_cd_matrix_numba", lambda a, b: called.append(1) or gen._cd_matrix_kdtree(a, b))
-    gen.distance_matrix(torch.rand(3, 10, 3))
+    monkeypatch.setattr(pairwise, "_cd_matrix_numba", lambda a, b: called.append(1) or pairwise._cd_matrix_kdtree(a, b))
+    pairwise.distance_matrix(torch.rand(3, 10, 3))
     assert called == [1]

@@ -129,7 +129,7 @@ def test_knn_within_torch_tiling_and_thread_pool(monkeypatch):
     ref = knn_within_indices(x, 4, backend="kdtree")
     for chunk in (1, 7, 60, 1000):
         assert torch.equal(knn_within_indices(x, 4, backend="torch", chunk_size=chunk), ref)
-    monkeypatch.setattr(knn_module, "_num_threads", lambda: 2)  # clouds split over the pool
+    monkeypatch.setattr(knn_module, "num_threads", lambda: 2)  # clouds split over the pool
     for backend in ("numba", "kdtree"):
         assert torch.equal(knn_within_indices(x, 4, backend=backend), ref)
     with pytest.raises(ValueError, match="chunk_size"):
