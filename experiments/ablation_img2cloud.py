@@ -3,7 +3,7 @@
 Variants (stage 2, ``experiment=img2cloud``, the same budget each):
 
 * ``no warm start``: Chamfer only, decoder from a random init, no autoencoder
-  (``model.ae_ckpt=null model.latent_weight=0``);
+  (``model.ae_ckpt_path=null model.latent_weight=0``);
 * ``AE warm start``: Chamfer + L1 to the frozen autoencoder's latent, decoder initialized from
   the autoencoder's decoder (3D-LMNet stage 2);
 * ``AE warm start + adversarial``: the same plus the WGAN-GP term with an unconditional
@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from pc3d.callbacks import ReconstructionMetrics
     from pc3d.cli.pipeline import _compose, format_table, retrieval_rows
     from pc3d.cli.train import train
     from pc3d.io import atomic_write_json
@@ -60,10 +61,10 @@ def main(argv: list[str] | None = None) -> dict:
     budget = [f"trainer.max_epochs={args.epochs}", f"trainer.max_time={args.max_time}"]
     variants = {
         "cold": ("no warm start (CD only)",
-                 ["model.ae_ckpt=null", "model.latent_weight=0", "model.init_decoder_from_ae=false"]),
-        "warm": ("AE warm start (CD + latent L1)", [f"model.ae_ckpt={ae_ckpt}"]),
+                 ["model.ae_ckpt_path=null", "model.latent_weight=0", "model.init_decoder_from_ae=false"]),
+        "warm": ("AE warm start (CD + latent L1)", [f"model.ae_ckpt_path={ae_ckpt}"]),
         "adv": (f"AE warm start + adversarial (w={args.adv_weight:g})",
-                [f"model.ae_ckpt={ae_ckpt}", f"model.adv_weight={args.adv_weight}", "model.n_critic=1"]),
+                [f"model.ae_ckpt_path={ae_ckpt}", f"model.adv_weight={args.adv_weight}", "model.n_critic=1"]),
     }
     rows: dict = {}
     seconds: dict = {}
@@ -74,14 +75,15 @@ def main(argv: list[str] | None = None) -> dict:
         res = train(_compose([f"experiment={args.experiment}", *overrides, *common, *budget,
                               f"paths.output_dir={out / key}"]))
         seconds[name] = time.perf_counter() - t0
-        rows[name] = res["model"].test_results
+        ev = next(c for c in res["trainer"].callbacks if isinstance(c, ReconstructionMetrics))  # the test metrics
+        rows[name] = ev.results
         if key == "warm":
             warm_run = res
         print(f"[ablation] {name}: {seconds[name]:.0f} s, test/cd {rows[name]['all']['cd']:.5f}", flush=True)
     if warm_run is not None:
-        model = warm_run["model"]
-        rows.update(retrieval_rows(model, warm_run["datamodule"], metrics=model.eval_metrics, tau=model.tau,
-                                   emd_method=model.emd_method))
+        ev = next(c for c in warm_run["trainer"].callbacks if isinstance(c, ReconstructionMetrics))
+        rows.update(retrieval_rows(warm_run["model"], warm_run["datamodule"], metrics=ev.metrics, tau=ev.tau,
+                                   emd_method=ev.emd_method))
     table = format_table(rows)
     result = {"experiment": args.experiment, "ae_ckpt": ae_ckpt, "epochs": args.epochs, "max_time": args.max_time,
               "overrides": common, "seconds": seconds, "total_seconds": time.perf_counter() - t_start,

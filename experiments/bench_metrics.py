@@ -131,7 +131,8 @@ def bench_emd(args) -> None:
 def fpd_table(args) -> None:
     """FPD(test of category c vs train of category c') for the built-in categories."""
     from pc3d.data import PC15kDataset
-    from pc3d.metrics.fpd import compute_features, feature_statistics, frechet_distance, load_classifier
+    from pc3d.metrics.fpd import compute_features, feature_statistics, frechet_distance
+    from pc3d.models.io import load_classifier
 
     net = load_classifier(args.fpd_classifier)
     feats: dict[tuple[str, str], torch.Tensor] = {}

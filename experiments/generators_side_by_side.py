@@ -12,7 +12,7 @@ split 400/100/100, 512 points everywhere):
     stage 1: an autoencoder (PointNet encoder, latent 96) whose decoder is a TreeGenerator of EXACTLY
     the tree-GAN generator's sizes, with the fixed knobs ``init=node ancestor_scale=mean``; Adam 1e-3,
     batch 16, cosine over ``--ae-epochs``, for ``--ae-fraction`` of the budget. Stage 2: the tree-GAN
-    with ``model.warm_start=<stage-1 checkpoint>`` and the same ``init``/``ancestor_scale`` (it changes
+    with ``model.warm_start_ckpt_path=<stage-1 checkpoint>`` and the same ``init``/``ancestor_scale`` (it changes
     the forward rule, so it must match), for the rest of the budget.
 ``lgan_fc``
     stage 1: an autoencoder with the FC decoder (latent 128, 512 points, Adam 1e-3, batch 32, cosine
@@ -236,7 +236,7 @@ class Runner:
         return out
 
     def ae_batch(self, want: int) -> int:
-        from pc3d.data.synthetic import _split_counts
+        from pc3d.data.splits import split_counts as _split_counts
 
         n_train = _split_counts(self.args.n_chairs, self.splits)[0]
         return min(want, n_train)  # only tiny smoke sets have fewer train chairs than a batch
@@ -247,9 +247,9 @@ class Runner:
         if kind == "tree":
             out = ["experiment=treegan_synthetic", f"trainer.check_val_every_n_epoch={a.val_every_tree}"]
             if ae_ckpt is not None:
-                out += [f"model.warm_start={ae_ckpt}", *(f"++model.generator.{k}" for k in TREE_KNOBS)]
+                out += [f"model.warm_start_ckpt_path={ae_ckpt}", *(f"++model.generator.{k}" for k in TREE_KNOBS)]
         else:
-            out = ["experiment=lgan_synthetic", f"model.ae_ckpt={ae_ckpt}", f"model.latent_dim={ae_latent}",
+            out = ["experiment=lgan_synthetic", f"model.ae_ckpt_path={ae_ckpt}", f"model.latent_dim={ae_latent}",
                    f"trainer.check_val_every_n_epoch={a.val_every_lgan}"]
         out += [f"trainer.max_epochs={BIG_EPOCHS}", f"trainer.max_time={max_time(gan_seconds)}"]
         if uniformity is not None:
@@ -356,7 +356,8 @@ class Scorer:
     """Scores sets of clouds against the fixed test chairs (see the module docstring)."""
 
     def __init__(self, refs, *, emd_points: int, seed: int, fpd_classifier: Path | None) -> None:
-        from pc3d.metrics.fpd import compute_features, feature_statistics, load_classifier
+        from pc3d.metrics.fpd import compute_features, feature_statistics
+        from pc3d.models.io import load_classifier
 
         self.refs = refs.float()
         self.emd_points = emd_points
@@ -554,7 +555,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import numpy as np
 
-    from pc3d.data.synthetic import _split_counts, ensure_generated
+    from pc3d.data.splits import split_counts as _split_counts
+    from pc3d.data.synthetic import ensure_generated
     from pc3d.io import atomic_write_json
 
     args = build_parser().parse_args(argv)

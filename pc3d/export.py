@@ -26,10 +26,16 @@ intersect, so do not rely on it for such shapes.
 
 Formats by suffix: ``.ply`` and ``.obj`` by Open3D; ``.glb`` (binary glTF 2.0) by
 :func:`write_glb` here (positions, normals, optional vertex colours; Open3D 0.20's own GLB
-writer writes broken buffers). ``--z-up`` (:func:`y_up_to_z_up`) rotates pc3d's convention
-(Y up, objects facing +Z) into Blender's (Z up, facing -Y, i.e. towards Blender's front
-view): ``(x, y, z) -> (x, -z, y)``. glTF is Y-up by definition and Blender's glTF importer
-does that rotation itself, so GLB files are written Y-up and ``z_up`` is refused for them.
+writer writes broken buffers). :func:`y_up_to_z_up` rotates pc3d's convention (Y up, objects
+facing +Z) into Blender's (Z up, facing -Y, i.e. towards Blender's front view):
+``(x, y, z) -> (x, -z, y)``.
+
+Blender: ``pc3d-export --z-up`` writes what Blender's *default* importer of each format needs
+for the object to stand on +Z (:func:`blender_needs_z_up`). The OBJ and glTF importers convert
+Y-up files to Z-up themselves (OBJ: forward -Z, up Y by default; glTF is Y-up by definition),
+so OBJ and GLB are written Y-up, unrotated; the PLY importer takes the file's axes as they
+are, so PLY (and PCD) files are rotated. Rotating an OBJ too would make Blender rotate it a
+second time: the object would come in lying on its back.
 
 Shapes: clouds (N, 3); meshes are ``open3d.geometry.TriangleMesh``.
 """
@@ -48,10 +54,12 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BLENDER_Y_UP_FORMATS",
     "MESH_FORMATS",
     "METHODS",
     "alpha_shape_mesh",
     "ball_pivoting_mesh",
+    "blender_needs_z_up",
     "cloud_to_mesh",
     "estimate_normals",
     "poisson_mesh",
@@ -65,6 +73,22 @@ __all__ = [
 METHODS = ("alpha", "poisson", "ball-pivoting")
 MESH_FORMATS = (".ply", ".obj", ".glb")
 _Z_UP = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])  # (x, y, z) -> (x, -z, y)
+
+# Formats whose default Blender importer expects Y up and rotates to Z up itself (the object's (x, y, z)
+# lands at Blender's (x, -z, y), i.e. exactly y_up_to_z_up):
+# * OBJ: the Blender manual (Wavefront OBJ, Forward/Up Axis; https://docs.blender.org/manual/en/4.2/files/
+#   import_export/obj.html) says Blender is Y forward / Z up and that Y-up files need -Z forward / Y up;
+#   that is the OBJ exporter's default (https://github.com/cesiumgs/obj2gltf/issues/63) and the importer's
+#   (wm.obj_import forward_axis=NEGATIVE_Z, up_axis=Y: from the operator, the manual page states no default).
+# * glTF: Y-up by definition (glTF 2.0 spec); Blender's glTF importer converts to Z up.
+# Everything else is written Z-up for Blender: its PLY importer takes the file's axes as they are. The
+# Python add-on (Blender <= 3.5) had no import options at all (manual: the PLY import has no properties,
+# https://docs.blender.org/manual/ja/2.90/addons/import_export/mesh_ply.html; bpy.ops.import_mesh.ply
+# takes no axis arguments, https://docs.blender.org/api/2.83/bpy.ops.import_mesh.html); the C++ importer
+# of 3.6+ has Forward/Up settings whose default is Blender's own Y forward / Z up, i.e. no conversion
+# (https://docs.blender.org/manual/ca/4.3/files/import_export/ply.html lists the settings; the default
+# values are from the operator, not stated on that page).
+BLENDER_Y_UP_FORMATS = (".obj", ".glb", ".gltf")
 
 
 def _cloud(points: Any) -> np.ndarray:
@@ -176,6 +200,13 @@ def y_up_to_z_up(x: Any):
     return np.asarray(x, np.float64) @ _Z_UP.T
 
 
+def blender_needs_z_up(path: str | os.PathLike) -> bool:
+    """Whether a file written to ``path`` must be rotated by :func:`y_up_to_z_up` for Blender's default
+    importer of its format to stand the object on +Z: False for OBJ and glTF/GLB (those importers turn
+    Y up into Z up themselves), True otherwise (PLY: Blender keeps the file's axes)."""
+    return Path(path).suffix.lower() not in BLENDER_Y_UP_FORMATS
+
+
 def _vertex_colors(vertices: np.ndarray, colors: Any, n_branches: int | None = None) -> np.ndarray | None:
     if colors is None:
         return None
@@ -188,7 +219,9 @@ def write_mesh(mesh, path: str | os.PathLike, *, z_up: bool = False, colors: Any
     """Write an Open3D ``TriangleMesh`` as ``.ply``, ``.obj`` or ``.glb`` (by suffix).
 
     Args:
-        z_up: rotate into Blender's Z-up convention first (refused for ``.glb``: glTF is Y-up).
+        z_up: rotate into Z up first (:func:`y_up_to_z_up`; refused for ``.glb``: glTF is Y-up). For
+            Blender, only PLY wants that: its OBJ importer rotates Y-up files itself, so a Z-up OBJ
+            comes in lying down; use ``z_up=blender_needs_z_up(path)``.
         colors: optional vertex colouring, e.g. ``"height"`` (computed before any rotation) or
             an RGB triple; OBJ files do not keep vertex colours.
     Returns: the path. The mesh passed in is not modified.

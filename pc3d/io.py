@@ -1,8 +1,16 @@
-"""Atomic file writes: every artefact pc3d writes goes through a temp file and a rename.
+"""File I/O at the bottom of the stack: atomic writes and the one reader of cloud arrays.
 
-A crash or a kill mid-write never leaves a truncated file under the final name, and a file
-that already exists is only replaced once the new one is complete. Standard library and
-NumPy only, so that light modules (the data generator, its worker processes) can use it.
+Atomic writes: every artefact pc3d writes goes through a temp file and a rename. A crash or a
+kill mid-write never leaves a truncated file under the final name, and a file that already
+exists is only replaced once the new one is complete.
+
+Reading clouds: :func:`read_clouds` is the single reader of ``.npy`` / ``.npz`` clouds, used by
+``pc3d-view``, ``pc3d-export`` (through :func:`pc3d.viz.io.load_clouds`, which adds the Open3D
+formats) and ``pc3d-eval``, so that every command reads the same array of the same file. An
+``.npz`` with several arrays is read by :data:`NPZ_KEYS` order (see there).
+
+Standard library and NumPy only, so that light modules (the data generator, its worker
+processes) can use it.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,3 +65,87 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
             np.save(fh, np.asarray(array), allow_pickle=False)
 
     return atomic_write(path, write)
+
+
+#: The array read from an ``.npz`` that holds several arrays and no ``key`` is given: the first
+#: of these names it holds. ``clouds`` (a generic set), then ``points`` (pc3d's batch key: inputs
+#: and references), ``samples`` (generated clouds), ``recon`` / ``pred`` (model outputs), ``x``.
+#: An ``.npz`` with a single array is read whatever its name.
+NPZ_KEYS = ("clouds", "points", "samples", "recon", "pred", "x")
+
+
+def check_clouds(array, where: str) -> np.ndarray:
+    """Validate clouds read from ``where`` (a file name, for messages) and return them as float32 ``(B, N, 3)``.
+
+    Shapes: ``(N, 3)`` (one cloud, returned as ``(1, N, 3)``) or ``(B, N, 3)``. Raises
+    ``ValueError`` (the message starts with ``where``) for another shape, an empty cloud, a
+    non-numeric dtype or NaN / infinite coordinates.
+    """
+    a = np.asarray(array)
+    shape = tuple(a.shape)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"{where}: expected a cloud of shape (N, 3) or clouds of shape (B, N, 3), "
+                         f"got shape {shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{where}: the cloud is empty (shape {tuple(a.shape)})")
+    if not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{where}: expected numbers, got dtype {a.dtype}")
+    a = np.asarray(a, np.float32)
+    bad = ~np.isfinite(a).all(-1)
+    if bad.any():
+        raise ValueError(f"{where}: {int(bad.sum())} points are NaN or infinite")
+    return a
+
+
+def read_clouds(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
+    """Read the clouds of a ``.npy`` or ``.npz`` file (no pickles).
+
+    Args:
+        path: ``.npy`` holding ``(N, 3)`` or ``(B, N, 3)`` numbers, or ``.npz`` holding such arrays.
+        key: the ``.npz`` array to read. Default: the only array, else the first of
+            :data:`NPZ_KEYS` the file holds (an error when it holds none of them).
+
+    Returns:
+        float32 ``(B, N, 3)`` (a single cloud is ``(1, N, 3)``).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: another suffix, an unreadable file, no
+        such key, a wrong shape, an empty cloud or NaN coordinates (the message starts with the path).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as exc:
+            raise ValueError(f"{path}: not a readable .npy array ({exc.__class__.__name__}: {exc})") from exc
+        return check_clouds(a, str(path))
+    if suffix != ".npz":
+        raise ValueError(f"{path}: expected a .npy or .npz file of clouds")
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("not a zip archive of arrays")
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a readable .npz archive ({exc.__class__.__name__}: {exc})") from exc
+    with z:
+        keys = list(z.files)
+        if key is None:
+            if len(keys) == 1:
+                key = keys[0]
+            else:
+                key = next((k for k in NPZ_KEYS if k in keys), None)
+                if key is None:
+                    raise ValueError(f"{path}: holds arrays {keys}; say which one with --key / key= "
+                                     f"(default keys, in order: {', '.join(NPZ_KEYS)})")
+        if key not in keys:
+            raise ValueError(f"{path}: no array {key!r}; it holds {keys}")
+        try:
+            a = z[key]
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}[{key}]: not a readable array ({exc.__class__.__name__}: {exc})") from exc
+    return check_clouds(a, f"{path}[{key}]")

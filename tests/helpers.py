@@ -20,6 +20,7 @@ def compose_train(overrides: list[str], output_dir: Path, builtin_root: Path | N
     from omegaconf import open_dict
 
     from pc3d.cli._common import CONFIG_DIR
+    from pc3d.data.taxonomy import PC15K_DIRNAME
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, f"paths.output_dir={output_dir}"])
@@ -29,7 +30,7 @@ def compose_train(overrides: list[str], output_dir: Path, builtin_root: Path | N
                 cfg.data.synthetic.root = str(builtin_root)
                 cfg.data.synthetic.update(TINY_SYNTHETIC)
             else:
-                cfg.data.root = str(builtin_root / "ShapeNetCore.v2.PC15k")
+                cfg.data.root = str(builtin_root / PC15K_DIRNAME)
                 cfg.data.pointflow_split = False
             cfg.data.num_workers = 0
             cfg.data.batch_size = 4
@@ -42,7 +43,7 @@ def train_tiny_img2cloud(builtin_root: Path, output_dir: Path) -> Path:
     its last checkpoint (which stores the data config, so eval-style code rebuilds the data)."""
     from pc3d.cli.train import train
 
-    cfg = compose_train(["experiment=img2cloud", "model.ae_ckpt=null", "model.latent_weight=0", "model.latent_dim=8",
+    cfg = compose_train(["experiment=img2cloud", "model.ae_ckpt_path=null", "model.latent_weight=0", "model.latent_dim=8",
                          "model.decoder.features=[8,16,3]", "model.decoder.degrees=[4,16]", "model.decoder.support=2",
                          "data.n_points=64", "data.image_size=32", "model.encoder.input_size=32",
                          "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
@@ -76,7 +77,7 @@ def write_pc15k(root, spec, n_rows=64, name_map=None, seed=0):
 def tiny_autoencoder_config(latent_dim: int, decoder: dict, hidden=(16, 32), data: dict | None = None) -> dict:
     """A ``pc3d_config``-style dict of a tiny :class:`pc3d.models.Autoencoder` (PointNet encoder
     with BatchNorm, the given ``decoder`` config); ``data`` is stored beside it when given."""
-    cfg = {"model": {"_target_": "pc3d.models.Autoencoder", "latent_dim": latent_dim, "linear_probe": False,
+    cfg = {"model": {"_target_": "pc3d.models.Autoencoder", "latent_dim": latent_dim,
                      "encoder": {"_target_": "pc3d.nn.PointNetEncoder", "in_dim": 3, "hidden": list(hidden),
                                  "latent_dim": latent_dim},
                      "decoder": decoder}}
@@ -113,7 +114,7 @@ def tiny_lgan_overrides(tmp_path: Path, latent_dim: int = 8, n_points: int = 64)
     decoder = {"_target_": "pc3d.nn.FCDecoder", "latent_dim": latent_dim, "n_points": n_points, "hidden": [16]}
     config = tiny_autoencoder_config(latent_dim, decoder, data={"normalize": "none", "n_points": n_points})
     path = save_autoencoder_ckpt(Path(tmp_path) / "lgan_ae.ckpt", config, n_points=n_points)
-    return [f"model.ae_ckpt={path}", f"model.latent_dim={latent_dim}", f"data.n_points={n_points}"]
+    return [f"model.ae_ckpt_path={path}", f"model.latent_dim={latent_dim}", f"data.n_points={n_points}"]
 
 
 # ---------------------------------------------------------------------------- references shared by the model tests
@@ -188,3 +189,25 @@ def assert_same_fit(model_a, run_a, model_b, run_b) -> None:
     assert torch.equal(seen_a[0], seen_b[0])
     for (name, x), y in zip(model_a.state_dict().items(), model_b.state_dict().values()):
         assert torch.equal(x, y), name
+
+
+def generation_metrics_reference(samples, refs) -> dict[str, float]:
+    """MMD-CD, COV-CD and 1-NNA-CD of ``samples`` (S, N, 3) against ``refs`` (R, N, 3) by brute force in
+    float64 (Chamfer squared, the sum of the two means; no normalization; no ties expected)."""
+    import torch
+
+    def cd(a, b):
+        d = torch.cdist(a.double(), b.double()) ** 2
+        return float(d.min(1).values.mean() + d.min(0).values.mean())
+
+    S, R = len(samples), len(refs)
+    d_sr = [[cd(s, r) for r in refs] for s in samples]
+    mmd = sum(min(d_sr[i][j] for i in range(S)) for j in range(R)) / R
+    cov = len({min(range(R), key=lambda j: d_sr[i][j]) for i in range(S)}) / R
+    both = [*samples, *refs]
+    labels = [0] * S + [1] * R
+    hits = 0
+    for i, x in enumerate(both):
+        nearest = min((j for j in range(S + R) if j != i), key=lambda j: cd(x, both[j]))
+        hits += labels[nearest] == labels[i]
+    return {"mmd_cd": mmd, "cov_cd": cov, "1nna_cd": hits / (S + R)}

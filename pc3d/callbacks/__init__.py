@@ -1,4 +1,6 @@
-"""Lightning callbacks: things that do not change what is learned (media, RNG, provenance)."""
+"""Lightning callbacks: things that do not change what is learned (evaluation metrics, saved
+samples, media, RNG, provenance). The evaluation protocols and their logged keys are in
+:mod:`pc3d.callbacks.evaluation`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,19 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from pc3d.callbacks.evaluation import GenerationMetrics, LinearProbe, ReconstructionMetrics
 from pc3d.io import atomic_save_npy
+
+__all__ = [
+    "ConfigInCheckpoint",
+    "GenerationMetrics",
+    "LinearProbe",
+    "RNGStateCheckpoint",
+    "ReconstructionMetrics",
+    "SaveGeneratedSamples",
+    "SaveReconstructions",
+    "atomic_save_npy",
+]
 
 
 class SaveReconstructions(L.Callback):
@@ -40,6 +54,37 @@ class SaveReconstructions(L.Callback):
         for i in range(min(self.n, len(recon))):
             atomic_save_npy(folder / f"{ids[i]}_input.npy", batch["points"][i].detach().cpu().float().numpy())
             atomic_save_npy(folder / f"{ids[i]}_recon.npy", recon[i].detach().cpu().float().numpy())
+
+
+class SaveGeneratedSamples(L.Callback):
+    """Save the clouds generated from the model's fixed noise at every validation (rank 0).
+
+    File: ``<dirpath>/epoch_<EEEE>-step_<SSSSSSS>.npy``, float32 of shape (n_fixed_samples, N, 3)
+    in the data's normalised units, written atomically. Expects ``pl_module.sample_fixed()``
+    (see :class:`pc3d.models.TreeGAN`, :class:`pc3d.models.LatentGAN`). ``every_n_epochs`` thins
+    the saves; sanity checks are skipped.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike, every_n_epochs: int = 1) -> None:
+        super().__init__()
+        self.dirpath = Path(dirpath)
+        self.every_n_epochs = max(1, int(every_n_epochs))
+        self.last_path: Path | None = None
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if (
+            trainer.sanity_checking
+            or trainer.current_epoch % self.every_n_epochs
+            or not hasattr(pl_module, "sample_fixed")
+        ):
+            return
+        samples = pl_module.sample_fixed()
+        if len(samples) == 0:
+            return
+        path = self.dirpath / f"epoch_{trainer.current_epoch:04d}-step_{trainer.global_step:07d}.npy"
+        atomic_save_npy(path, samples.detach().cpu().float().numpy())
+        self.last_path = path
 
 
 class RNGStateCheckpoint(L.Callback):

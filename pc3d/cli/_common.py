@@ -1,9 +1,18 @@
-"""Helpers shared by the Hydra entry points."""
+"""Helpers shared by the Hydra entry points.
+
+The CLI policy (see ``DESIGN.md``): jobs are Hydra ``key=value`` commands with the same key names
+(``ckpt_path``, ``out``, ``seed``, ``n_samples``); a job writes to ``out`` when given, else to its
+run folder ``${paths.log_dir}/<task_name>/runs/<time>`` (``PC3D_LOG_DIR`` moves ``paths.log_dir``).
+The run folder is ``hydra.run.dir`` in ``conf/hydra/default.yaml``, computed by the
+``pc3d.run_dir`` resolver registered here. Keys renamed by that policy are refused with a
+message naming the new key (:func:`reject_renamed`).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +21,93 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("pc3d")
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+#: ``out`` values with one of these suffixes name a file; the run folder is then its parent.
+FILE_SUFFIXES = (".json", ".ply", ".npy", ".npz", ".pcd", ".xyz", ".obj", ".glb")
+
+
+def run_dir(out: Any, default: str) -> str:
+    """The folder a job runs in: ``out`` (its parent when ``out`` names a file), else ``default``.
+
+    Registered as the OmegaConf resolver ``pc3d.run_dir`` (used by ``hydra.run.dir`` and
+    ``hydra.sweep.dir``), so that a job given ``out=`` makes no folder under ``paths.log_dir``.
+    """
+    if out is None or str(out) == "":
+        return str(default)
+    path = Path(str(out))
+    if path.suffix.lower() in FILE_SUFFIXES:
+        return str(path.parent)
+    return str(path)
+
+
+if not OmegaConf.has_resolver("pc3d.run_dir"):
+    OmegaConf.register_new_resolver("pc3d.run_dir", run_dir)
+
+
+#: Keys renamed by the CLI policy, per command: ``{old key: new key}``.
+RENAMED = {
+    "eval": {"ckpt": "ckpt_path", "fpd.classifier": "fpd.classifier_ckpt_path", "fpd.classifier_ckpt":
+             "fpd.classifier_ckpt_path", "n": "n_samples"},
+    "generate": {"ckpt": "ckpt_path", "n": "n_samples"},
+    "reconstruct": {"ckpt": "ckpt_path"},
+    "train": {},
+    "pipeline": {},
+}
+
+
+def _override_key(arg: str) -> str | None:
+    """The key of a Hydra override (``+a.b=1`` -> ``a.b``); ``None`` for flags (``--help``, ``-m``)."""
+    if arg.startswith("-"):
+        return None
+    key = arg.split("=", 1)[0]
+    return key.lstrip("+~") or None
+
+
+def renamed_message(prog: str, old: str, new: str) -> str:
+    return (f"{prog}: the key '{old}' was renamed to '{new}' (one set of key names for every pc3d command): "
+            f"use {new}=... (see {prog} --help)")
+
+
+def reject_renamed(prog: str, command: str, args: Iterable[str] | Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the new key when ``args`` use a key renamed for ``command``.
+
+    ``args`` are command-line overrides (``key=value`` strings) or a config (its keys, also
+    dotted ones, are checked).
+    """
+    renamed = RENAMED.get(command, {})
+    if isinstance(args, Mapping | DictConfig):
+        keys = []
+        for old in renamed:
+            node: Any = args
+            for part in old.split("."):
+                if isinstance(node, Mapping | DictConfig) and part in node:
+                    node = node[part]
+                else:
+                    break
+            else:
+                keys.append(old)
+    else:
+        keys = [k for k in (_override_key(a) for a in args) if k is not None]
+    for key in keys:
+        if key in renamed:
+            raise ValueError(renamed_message(prog, key, renamed[key]))
+
+
+def hydra_entry(prog: str, command: str, hydra_main, argv: Sequence[str] | None = None) -> Any:
+    """Run a ``@hydra.main`` function as the console script ``prog``, refusing renamed keys first.
+
+    A renamed key exits with status 2 and a message naming the new key (Hydra itself would only
+    say the old key is not in the config).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        reject_renamed(prog, command, args)
+    except ValueError as err:
+        print(f"{err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if argv is not None:
+        sys.argv = [sys.argv[0], *args]
+    return hydra_main()
 
 
 def instantiate_group(group: DictConfig | None) -> dict[str, Any]:

@@ -76,7 +76,8 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``pc3d-data`` argument parser (one subparser per subcommand)."""
     parser = argparse.ArgumentParser(
-        prog="pc3d-data", description="pc3d data tools (built-in procedural data set, data folder inspection)."
+        prog="pc3d-data", description="pc3d data tools (built-in procedural data set, data folder inspection).",
+        epilog="example: pc3d-data generate --root data/pc3d_synthetic",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_generate(sub)
@@ -96,7 +97,7 @@ def _disk_size(root: Path) -> int:
 
 
 def _format_table(counts: dict[str, dict[str, int]], synsets: dict[str, str], id_header: str = "synset") -> str:
-    from pc3d.data.synthetic import SPLITS
+    from pc3d.data.splits import SPLITS
 
     header = ["category", id_header, *SPLITS, "total"]
     rows = [[name, synsets[name], *(str(c[s]) for s in SPLITS), str(sum(c.values()))] for name, c in counts.items()]
@@ -113,6 +114,7 @@ def _format_table(counts: dict[str, dict[str, int]], synsets: dict[str, str], id
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from pc3d.data.synthetic import generate, read_manifest
+    from pc3d.data.taxonomy import PC15K_DIRNAME
 
     try:
         splits = tuple(float(x) for x in args.splits.split(","))
@@ -141,7 +143,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     manifest = read_manifest(root) or {}
     counts = manifest.get("counts", {})
     print(f"pc3d synthetic data set in {root.resolve()}")
-    print(f"  point clouds: {root.resolve() / 'ShapeNetCore.v2.PC15k'}")
+    print(f"  point clouds: {root.resolve() / PC15K_DIRNAME}")
     if manifest.get("params", {}).get("n_views"):
         print(f"  renderings:   {root.resolve() / 'ShapeNetRendering'}")
     print(_format_table(counts, manifest.get("categories", {})))

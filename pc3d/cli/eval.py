@@ -13,18 +13,21 @@ Tasks (``task=``; ``auto`` picks from what is given):
     A checkpoint of a model with ``sample(n, *, seed=None, batch_size=...) -> (n, N, 3)``
     (the tree-GAN): ``n_samples`` clouds (default: as many as references) against the clouds
     of ``split`` (PointFlow uses val/test): MMD / COV / 1-NNA / JSD
-    (:mod:`pc3d.metrics.generative`) and, with ``fpd.classifier``, FPD.
+    (:mod:`pc3d.metrics.generative`) and, with ``fpd.classifier_ckpt_path``, FPD.
 ``sets``
-    Two sets of clouds, ``samples`` and ``refs``, each a folder of ``.npy`` clouds ``(N, 3)``,
-    a ``.npy`` ``(S, N, 3)`` or a ``.npz`` (the single array, or the ``clouds``/``points``/
-    ``samples`` entry): the generation metrics between them.
+    Two sets of clouds, ``samples`` and ``refs``, each a folder of ``.npy`` clouds, or a file
+    ``pc3d-view`` reads (``.npy`` ``(S, N, 3)``, ``.npz``: the single array, else the first of
+    :data:`pc3d.io.NPZ_KEYS`; ``.ply`` ...): the generation metrics between them.
 ``fpd_stats``
     Reference statistics for FPD: features of ``split`` (of the classifier checkpoint's data,
-    or ``data`` overrides) by ``fpd.classifier``, saved to ``fpd.stats_out`` (``.npz``).
+    or ``data`` overrides) by ``fpd.classifier_ckpt_path``, saved to ``fpd.stats_out`` (``.npz``).
 
-Results go to ``out`` (JSON, written atomically; default ``<run dir>/metrics.json``) and,
-with ``wandb=true``, to an offline W&B run in the run dir. ``evaluate(cfg)`` is the plain
-function behind the console script.
+Results go to ``out`` (JSON, written atomically: a ``.json`` path, or a folder that gets
+``metrics.json``; default ``<run dir>/metrics.json`` with the run dir
+``${paths.log_dir}/eval/runs/<time>``) and, with ``wandb=true``, to an offline W&B run beside it.
+``evaluate(cfg)`` is the plain function behind the console script::
+
+    pc3d-eval ckpt_path=<run>/checkpoints/last.ckpt split=test out=results/ae.json
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from pc3d.cli._common import CONFIG_DIR
+from pc3d.cli._common import CONFIG_DIR, hydra_entry, reject_renamed
 from pc3d.io import atomic_write_json
 
 log = logging.getLogger("pc3d.eval")
@@ -51,41 +54,35 @@ TASKS = ("auto", "reconstruction", "generation", "sets", "fpd_stats")
 # ----------------------------------------------------------------------------- loading
 
 
-def load_clouds(path: str | os.PathLike, n_points: int | None = None, seed: int = 0) -> torch.Tensor:
-    """Clouds from a folder of ``.npy`` files, a ``.npy`` or a ``.npz`` file.
+def load_clouds(path: str | os.PathLike, n_points: int | None = None, seed: int = 0,
+                key: str | None = None) -> torch.Tensor:
+    """Clouds from a folder of cloud files, or one file that ``pc3d-view`` reads.
 
-    ``n_points`` subsamples every cloud to that many points (without replacement when
-    possible, a fixed RNG ``seed``) so that clouds of different sizes can be stacked.
+    A file (``.npy``, ``.npz``, ``.ply`` ...) is read by :func:`pc3d.viz.io.load_clouds`, hence its
+    ``.npy`` / ``.npz`` part by :func:`pc3d.io.read_clouds`, the reader every command uses (an
+    ``.npz`` with several arrays: ``key``, else the first of :data:`pc3d.io.NPZ_KEYS`). A folder:
+    every ``.npy`` file under it, in sorted path order, each ``(N, 3)`` or ``(B, N, 3)``.
+    ``n_points`` subsamples every cloud to that many points (without replacement when possible,
+    a fixed RNG ``seed``) so that clouds of different sizes can be stacked.
 
     Shapes: -> ``(S, N, 3)`` float32.
     """
+    from pc3d.io import read_clouds
+    from pc3d.viz.io import load_clouds as read_file
+
     path = Path(path)
     rng = np.random.default_rng(seed)
     if path.is_dir():
         files = sorted(path.rglob("*.npy"))
         if not files:
             raise FileNotFoundError(f"{path}: no .npy files")
-        clouds = [np.load(f, allow_pickle=False) for f in files]
-    elif path.suffix == ".npy":
-        clouds = np.load(path, allow_pickle=False)
-    elif path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.files)
-            key = keys[0] if len(keys) == 1 else next((k for k in ("clouds", "points", "samples") if k in keys), None)
-            if key is None:
-                raise ValueError(f"{path}: several arrays {keys}; expected one, or one named clouds/points/samples")
-            clouds = z[key]
+        clouds = [c for f in files for c in read_clouds(f)]
     elif not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     else:
-        raise ValueError(f"{path}: expected a folder of .npy files, a .npy or a .npz file")
-    if isinstance(clouds, np.ndarray) and clouds.ndim == 2:
-        clouds = clouds[None]
+        clouds = list(read_file(path, key=key)[0])
     out = []
-    for i, c in enumerate(clouds):
-        c = np.asarray(c)
-        if c.ndim != 2 or c.shape[1] != 3 or c.shape[0] == 0:
-            raise ValueError(f"{path}: cloud {i} has shape {c.shape}; expected (N, 3)")
+    for c in clouds:
         if n_points is not None and c.shape[0] != n_points:
             c = c[rng.choice(c.shape[0], n_points, replace=c.shape[0] < n_points)]
         out.append(c.astype(np.float32))
@@ -120,11 +117,10 @@ def _split_clouds(dm, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _load_ckpt_model(path: str, device: torch.device):
-    from pc3d.models.io import load_model
+    from pc3d.models.io import load_model, read_checkpoint_config
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model = load_model(path).to(device).eval()
-    return model, ckpt.get("pc3d_config")
+    return model, read_checkpoint_config(path)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -137,10 +133,11 @@ def _generation_metrics(samples: torch.Tensor, refs: torch.Tensor, cfg: DictConf
     dists = list(m.distances) + (["jsd"] if m.jsd else [])
     res = evaluate_generation(samples.to(device), refs.to(device), distances=dists, normalize=m.normalize,
                               batch_size=m.get("batch_size"), emd_method=m.emd_method)
-    if cfg.fpd.classifier:
-        from pc3d.metrics.fpd import fpd, load_classifier
+    if cfg.fpd.classifier_ckpt_path:
+        from pc3d.metrics.fpd import fpd
+        from pc3d.models.io import load_classifier
 
-        net = load_classifier(cfg.fpd.classifier).to(device)
+        net = load_classifier(cfg.fpd.classifier_ckpt_path).to(device)
         reference = cfg.fpd.stats if cfg.fpd.stats else refs
         res["fpd"] = fpd(samples, reference, net, device=device, normalize=cfg.fpd.normalize)
     return res
@@ -171,17 +168,17 @@ def _reconstruction(model, dm, cfg: DictConfig, device: torch.device) -> dict:
 
 
 def _fpd_stats(cfg: DictConfig, device: torch.device) -> dict:
-    from pc3d.metrics.fpd import compute_features, feature_statistics, load_classifier, save_statistics
+    from pc3d.metrics.fpd import compute_features, feature_statistics, save_statistics
+    from pc3d.models.io import load_classifier, read_checkpoint_config
 
-    if not cfg.fpd.classifier:
-        raise ValueError("task=fpd_stats needs fpd.classifier=<classifier checkpoint or state_dict>")
-    ckpt = torch.load(cfg.fpd.classifier, map_location="cpu", weights_only=True)
-    ckpt_cfg = ckpt.get("pc3d_config") if isinstance(ckpt, dict) else None
-    net = load_classifier(cfg.fpd.classifier).to(device)
+    if not cfg.fpd.classifier_ckpt_path:
+        raise ValueError("task=fpd_stats needs fpd.classifier_ckpt_path=<classifier checkpoint or state_dict>")
+    ckpt_cfg = read_checkpoint_config(cfg.fpd.classifier_ckpt_path)
+    net = load_classifier(cfg.fpd.classifier_ckpt_path).to(device)
     dm = _datamodule(cfg, ckpt_cfg)
     clouds, _ = _split_clouds(dm, cfg.split)
     feats = compute_features(net, clouds, device=device, normalize=cfg.fpd.normalize)
-    meta = {"classifier": str(cfg.fpd.classifier), "split": cfg.split, "root": str(getattr(dm, "root", "")),
+    meta = {"classifier": str(cfg.fpd.classifier_ckpt_path), "split": cfg.split, "root": str(getattr(dm, "root", "")),
             "categories": getattr(dm, "categories", None), "n_points": int(clouds.shape[1]),
             "normalize_data": getattr(dm, "normalize", None), "normalize_fpd": cfg.fpd.normalize}
     stats = feature_statistics(feats, meta=meta)
@@ -196,6 +193,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     Returns the JSON-able result: ``task``, ``metrics`` ({name: float}), optionally
     ``per_category`` and the protocol (``normalize``, distances, ``tau`` ...).
     """
+    reject_renamed("pc3d-eval", "eval", cfg)
     if cfg.get("seed") is not None:
         import lightning as L
 
@@ -211,11 +209,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         elif cfg.get("ckpt_path"):
             model, ckpt_cfg = _load_ckpt_model(cfg.ckpt_path, device)
             task = "generation" if hasattr(model, "sample") else "reconstruction"
-        elif cfg.fpd.get("classifier") and cfg.fpd.get("stats_out"):
+        elif cfg.fpd.get("classifier_ckpt_path") and cfg.fpd.get("stats_out"):
             task = "fpd_stats"
         else:
             raise ValueError("nothing to evaluate: pass ckpt_path=..., or samples=... refs=..., "
-                             "or task=fpd_stats fpd.classifier=...")
+                             "or task=fpd_stats fpd.classifier_ckpt_path=...")
     result: dict[str, Any] = {"task": task, "protocol": OmegaConf.to_container(cfg.metrics, resolve=True)}
     if task in ("reconstruction", "generation"):
         if not cfg.get("ckpt_path"):
@@ -249,7 +247,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         res = _fpd_stats(cfg, device)
         result["split"] = cfg.split
     result["metrics"] = {k: (float(v) if isinstance(v, int | float) else v) for k, v in res.items()}
-    out = atomic_write_json(cfg.out, result)
+    out = atomic_write_json(output_file(cfg), result)
     result["json"] = str(out)
     if cfg.get("wandb"):
         _log_wandb(cfg, result)
@@ -257,10 +255,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
+def output_file(cfg: DictConfig) -> Path:
+    """Where the metrics JSON goes: ``out`` (a ``.json`` file, or a folder: ``<out>/metrics.json``),
+    else ``<paths.output_dir>/metrics.json`` (the run folder)."""
+    out = cfg.get("out")
+    if not out:
+        return Path(cfg.paths.output_dir) / "metrics.json"
+    out = Path(str(out))
+    return out if out.suffix.lower() == ".json" else out / "metrics.json"
+
+
 def _log_wandb(cfg: DictConfig, result: dict[str, Any]) -> None:
     import wandb
 
-    run = wandb.init(project=cfg.get("wandb_project", "pc3d"), name=cfg.task_name, dir=str(Path(cfg.out).parent),
+    run = wandb.init(project=cfg.get("wandb_project", "pc3d"), name=cfg.task_name, dir=str(output_file(cfg).parent),
                      mode="offline", config=OmegaConf.to_container(cfg, resolve=True), job_type="eval")
     try:
         run.summary.update({f"eval/{k}": v for k, v in result["metrics"].items() if isinstance(v, float)})
@@ -301,7 +309,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point ``pc3d-eval``."""
-    _hydra_main()
+    hydra_entry("pc3d-eval", "eval", _hydra_main)
 
 
 if __name__ == "__main__":

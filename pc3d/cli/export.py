@@ -3,7 +3,7 @@
 Usage::
 
     pc3d-export cloud.npy chair.glb                          # alpha-shape mesh, binary glTF (Y up)
-    pc3d-export cloud.npy chair.obj --z-up                   # rotated into Blender's Z-up
+    pc3d-export cloud.npy chair.ply --z-up                   # stands upright in Blender (see --help)
     pc3d-export samples.npz chair.ply --index 3 --method ball-pivoting
     pc3d-export cloud.npy chair.ply --method poisson --depth 8 --trim 0.1 --colors height
     pc3d-export cloud.npy cloud_colored.ply --method points  # the cloud itself, with RGB colours
@@ -27,7 +27,8 @@ import numpy as np
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pc3d-export",
                                 description="Mesh a point cloud (Poisson, ball pivoting, alpha shape) and write "
-                                            "PLY/OBJ/GLB, or write the cloud as a coloured PLY.")
+                                            "PLY/OBJ/GLB, or write the cloud as a coloured PLY.",
+                                epilog="example: pc3d-export samples.npy chair.glb --index 3")
     p.add_argument("input", type=Path, help=".npy/.npz ((N,3) or (B,N,3)) or .ply/.pcd/.xyz cloud")
     p.add_argument("output", type=Path, help="output file: .ply, .obj or .glb (mesh), .ply/.pcd with --method points")
     p.add_argument("--method", default="alpha", choices=["alpha", "poisson", "ball-pivoting", "points"],
@@ -43,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=None, help="alpha shape parameter (default: 8 x spacing)")
     p.add_argument("--k", type=int, default=15, help="neighbours for normal estimation (default 15)")
     p.add_argument("--z-up", action="store_true",
-                   help="rotate into Blender's Z-up convention, (x,y,z) -> (x,-z,y) (not for .glb: glTF is Y-up)")
+                   help="write what Blender's default importer of the format needs to stand the object on +Z: "
+                        ".ply/.pcd are rotated to Z up, (x,y,z) -> (x,-z,y), as Blender's PLY importer keeps the "
+                        "file's axes; .obj and .glb stay Y-up, as Blender's OBJ importer (forward -Z, up Y) and "
+                        "glTF importer rotate Y-up files to Z-up themselves")
     p.add_argument("--colors", default=None, choices=["height", "index", "branch", "none"],
                    help="vertex/point colours (default: height for --method points, none for meshes)")
     p.add_argument("--n-branches", type=int, default=None, help="index blocks for --colors branch")
@@ -88,14 +92,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"--max-points {args.max_points}: need at least 4")
             keep = np.sort(np.random.default_rng(0).choice(len(points), args.max_points, replace=False))
             points = points[keep]
+        # --z-up: upright in Blender; only the formats Blender imports with the file's own axes are rotated
+        z_up = args.z_up and E.blender_needs_z_up(args.output)
+        up_note = "" if not args.z_up else ", Z up" if z_up else ", Y up (Blender's importer turns it Z up)"
         colors = args.colors or ("height" if args.method == "points" else "none")
         colors = None if colors == "none" else colors
         if colors == "branch" and not args.n_branches:
             raise ValueError("--colors branch needs --n-branches")
         if args.method == "points":
-            path = E.write_cloud(points, args.output, colors=colors, n_branches=args.n_branches, z_up=args.z_up)
+            path = E.write_cloud(points, args.output, colors=colors, n_branches=args.n_branches, z_up=z_up)
             print(f"pc3d-export: wrote {path.resolve()}: {len(points)} points"
-                  f"{', colours by ' + colors if colors else ''}{', Z up' if args.z_up else ''}")
+                  f"{', colours by ' + colors if colors else ''}{up_note}")
             if args.preview:
                 from pc3d.viz.render import render_cloud, save_png
 
@@ -106,9 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         suffix = args.output.suffix.lower()
         if suffix not in E.MESH_FORMATS:
             raise ValueError(f"{args.output}: mesh format must be one of {', '.join(E.MESH_FORMATS)}")
-        if suffix == ".glb" and args.z_up:
-            raise ValueError(f"{args.output}: glTF is Y-up by definition and Blender's importer rotates it; "
-                             "drop --z-up for .glb (or write .ply/.obj with --z-up)")
         kw: dict = {}
         if args.method == "poisson":
             kw = {"depth": args.depth, "trim": args.trim, "k": args.k}
@@ -119,12 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             kw = {"alpha": args.alpha}
         mesh = E.cloud_to_mesh(points, args.method, **kw)
-        path = E.write_mesh(mesh, args.output, z_up=args.z_up, colors=colors)
+        path = E.write_mesh(mesh, args.output, z_up=z_up, colors=colors)
     except (FileNotFoundError, ValueError, OSError) as exc:
         print(f"pc3d-export: error: {exc}", file=sys.stderr)
         return 2
     print(f"pc3d-export: wrote {path.resolve()}: {len(mesh.vertices)} vertices, {len(mesh.triangles)} triangles "
-          f"({args.method}; watertight: {'yes' if mesh.is_watertight() else 'no'}{'; Z up' if args.z_up else ''})")
+          f"({args.method}; watertight: {'yes' if mesh.is_watertight() else 'no'}{up_note.replace(',', ';', 1)})")
     if args.preview:
         pv = render_mesh_preview(mesh, args.preview, args.preview_size)
         print(f"pc3d-export: preview {pv.resolve()}")

@@ -3,11 +3,12 @@
 ``generate(cfg)`` is a plain function (usable from notebooks and tests); ``main`` is the thin
 ``@hydra.main`` wrapper behind the console script and ``python -m pc3d.cli.generate``::
 
-    pc3d-generate ckpt=<run>/checkpoints/last.ckpt n=64 out=samples/ [seed=0 batch_size=100]
+    pc3d-generate ckpt_path=<run>/checkpoints/last.ckpt n_samples=64 out=samples/ [seed=0 batch_size=100]
 
 The checkpoint is loaded with :func:`pc3d.models.load_model` (``torch.load(weights_only=True)``);
 its model must have ``sample(n, *, seed, batch_size) -> (n, N, 3)`` (:class:`pc3d.models.TreeGAN`).
-Outputs (see ``conf/generate.yaml``): ``<out>/samples.npy`` (n, N, 3) float32,
+Outputs (see ``conf/generate.yaml``; without ``out``, the run folder
+``${paths.log_dir}/generate/runs/<time>``): ``<out>/samples.npy`` (n_samples, N, 3) float32,
 ``<out>/ply/sample_NNNN.ply`` and optionally ``<out>/npy/sample_NNNN.npy`` (N, 3), each written
 to a temp file in the same folder and renamed into place. Coordinates are in the units the model
 was trained in (the data module's normalisation).
@@ -24,7 +25,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from pc3d.cli._common import CONFIG_DIR
+from pc3d.cli._common import CONFIG_DIR, hydra_entry, reject_renamed
 from pc3d.io import atomic_write
 
 log = logging.getLogger("pc3d.generate")
@@ -67,24 +68,26 @@ def _device(name: str):
 
 
 def generate(cfg: DictConfig) -> dict[str, Any]:
-    """Sample ``cfg.n`` clouds from the generator in ``cfg.ckpt`` and write them under ``cfg.out``.
+    """Sample ``cfg.n_samples`` clouds from the generator in ``cfg.ckpt_path``; write them under ``cfg.out``.
 
-    Returns ``{"samples": (n, N, 3) float32 array, "npy": path or None, "ply": [paths],
+    ``out`` null: ``cfg.paths.output_dir`` (the run folder).
+    Returns ``{"samples": (n_samples, N, 3) float32 array, "npy": path or None, "ply": [paths],
     "npy_per_cloud": [paths]}``. Raises ``FileNotFoundError`` for a missing checkpoint and
     ``ValueError`` for a model that cannot sample or bad arguments.
     """
     from pc3d.models import load_model
 
-    n, batch_size = cfg.n, cfg.batch_size
-    for name, value, low in (("n", n, 1), ("batch_size", batch_size, 1)):
+    reject_renamed("pc3d-generate", "generate", cfg)
+    n, batch_size = cfg.n_samples, cfg.batch_size
+    for name, value, low in (("n_samples", n, 1), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     seed = None if cfg.get("seed") is None else int(cfg.seed)
     device = _device(str(cfg.get("device", "auto")))
-    model = load_model(cfg.ckpt, map_location=device)
+    model = load_model(cfg.ckpt_path, map_location=device)
     sample = getattr(model, "sample", None)
     if not callable(sample):
-        raise ValueError(f"{cfg.ckpt}: the model ({type(model).__name__}) is not a generator: it has no "
+        raise ValueError(f"{cfg.ckpt_path}: the model ({type(model).__name__}) is not a generator: it has no "
                          "sample(n, seed=..., batch_size=...) method (train one, e.g. experiment=treegan_synthetic)")
     model.to(device)
     clouds = sample(n, seed=seed, batch_size=batch_size).detach().cpu().float().numpy()
@@ -93,7 +96,7 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     if not np.isfinite(clouds).all():
         log.warning("some generated coordinates are not finite")
 
-    out = Path(cfg.out)
+    out = Path(str(cfg.out)) if cfg.get("out") else Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"samples": clouds, "npy": None, "ply": [], "npy_per_cloud": []}
     width = max(4, len(str(n - 1)))
@@ -125,7 +128,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point ``pc3d-generate``."""
-    _hydra_main()
+    hydra_entry("pc3d-generate", "generate", _hydra_main)
 
 
 if __name__ == "__main__":

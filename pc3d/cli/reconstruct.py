@@ -2,8 +2,8 @@
 
 ``reconstruct(cfg)`` is a plain function; ``main`` the thin ``@hydra.main`` wrapper::
 
-    pc3d-reconstruct ckpt=<run>/checkpoints/last.ckpt image=chair.png out=chair.ply
-    pc3d-reconstruct ckpt=... image=photos/ out=clouds/            # every image of the folder
+    pc3d-reconstruct ckpt_path=<run>/checkpoints/last.ckpt image=chair.png out=chair.ply
+    pc3d-reconstruct ckpt_path=... image=photos/ out=clouds/       # every image of the folder
 
 The checkpoint (an :class:`pc3d.models.Image2Cloud` written by ``pc3d-train``) is loaded with
 :func:`pc3d.models.load_model` (``weights_only=True``); the frozen autoencoder is not needed.
@@ -24,7 +24,8 @@ Images are read with Pillow and prepared like the training views:
 Output: one image and ``out`` ending in ``.ply`` or ``.npy`` -> that file; a folder of images
 (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.webp``, ``.tif``, ``.tiff``), or one image with an
 ``out`` that has neither suffix, -> the folder ``out`` with ``<stem>.ply`` (and ``<stem>.npy``
-with ``npy=true``). Every file is written atomically. Coordinates are in the model's
+with ``npy=true``); no ``out``: the run folder ``${paths.log_dir}/reconstruct/runs/<time>`` as
+that folder. Every file is written atomically. Coordinates are in the model's
 training units (the data module's normalization).
 """
 
@@ -39,7 +40,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from pc3d.cli._common import CONFIG_DIR
+from pc3d.cli._common import CONFIG_DIR, hydra_entry, reject_renamed
 
 log = logging.getLogger("pc3d.reconstruct")
 
@@ -119,27 +120,28 @@ def _write(path: Path, cloud: np.ndarray) -> None:
 
 
 def reconstruct(cfg: DictConfig) -> dict[str, Any]:
-    """Reconstruct ``cfg.image`` (a file or a folder) with ``cfg.ckpt``; write under ``cfg.out``.
+    """Reconstruct ``cfg.image`` (a file or a folder) with ``cfg.ckpt_path``; write under ``cfg.out``
+    (null: ``cfg.paths.output_dir``, the run folder).
 
     Returns ``{"clouds": {image path: (N, 3) float32 array}, "written": [paths]}``.
     """
     import torch
 
     from pc3d.data.renderings import parse_background
-    from pc3d.models import load_model
+    from pc3d.models.io import load_model, read_checkpoint_config
 
-    ckpt = Path(str(cfg.ckpt))
+    reject_renamed("pc3d-reconstruct", "reconstruct", cfg)
+    ckpt = Path(str(cfg.ckpt_path))
     image = Path(str(cfg.image))
-    out = Path(str(cfg.out))
+    out = Path(str(cfg.out)) if cfg.get("out") else Path(cfg.paths.output_dir)
     if not ckpt.is_file():
-        raise FileNotFoundError(f"ckpt={ckpt}: no such checkpoint file")
+        raise FileNotFoundError(f"ckpt_path={ckpt}: no such checkpoint file")
     if not image.exists():
         raise FileNotFoundError(f"image={image}: no such file or folder")
-    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
-    data_cfg = (raw.get("pc3d_config") or {}).get("data") or {}
+    data_cfg = (read_checkpoint_config(ckpt) or {}).get("data") or {}
     model = load_model(ckpt)
     if getattr(model, "input_key", None) != "image":
-        raise ValueError(f"ckpt={ckpt}: the model ({type(model).__name__}) does not take images; train one with "
+        raise ValueError(f"ckpt_path={ckpt}: the model ({type(model).__name__}) does not take images; train one with "
                          "experiment=img2cloud")
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
@@ -178,12 +180,12 @@ def _hydra_main(cfg: DictConfig) -> None:
     n = len(result["clouds"])
     first = next(iter(result["clouds"].values()))
     print(f"pc3d-reconstruct: {n} image(s) -> {len(result['written'])} file(s) of {first.shape[0]} points "
-          f"under {cfg.out}")
+          f"under {cfg.out or cfg.paths.output_dir}")
 
 
 def main() -> None:
     """Console entry point ``pc3d-reconstruct``."""
-    _hydra_main()
+    hydra_entry("pc3d-reconstruct", "reconstruct", _hydra_main)
 
 
 if __name__ == "__main__":

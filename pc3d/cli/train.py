@@ -1,7 +1,11 @@
 """``pc3d-train``: train any pc3d model from a Hydra config.
 
 ``train(cfg)`` is a plain function (usable from notebooks and tests); ``main`` is the thin
-``@hydra.main`` wrapper behind the console script and ``python -m pc3d.cli.train``.
+``@hydra.main`` wrapper behind the console script and ``python -m pc3d.cli.train``::
+
+    pc3d-train experiment=ae_synthetic trainer.max_epochs=10 [out=outputs/my_ae]
+
+The run folder is ``out`` when given, else ``${paths.log_dir}/<task_name>/runs/<time>``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from pc3d.cli._common import CONFIG_DIR, instantiate_group, plain_config, scalar_metrics
+from pc3d.cli._common import CONFIG_DIR, hydra_entry, instantiate_group, plain_config, scalar_metrics
 
 log = logging.getLogger("pc3d.train")
 
@@ -135,7 +139,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     """Console entry point ``pc3d-train``."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.INFO)
-    _hydra_main()
+    hydra_entry("pc3d-train", "train", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,17 @@ import numpy as np
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pc3d-view",
-        description="Show point clouds in an Open3D window, or render them to a PNG/GIF when there is no display.",
+        description="Show point clouds in an Open3D window, or render them to a PNG/GIF when there is no display. "
+        ".npy/.npz files are read by pc3d.io.read_clouds (an .npz with several arrays: --key, else the first of "
+        "clouds, points, samples, recon, pred, x).",
+        epilog="examples:\n"
+        "  pc3d-view samples/samples.npy --index 0:8 --out samples.png\n"
+        "  pc3d-view cloud.ply --gif --frames 36",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("paths", nargs="+", type=Path, help=".npy/.npz ((N,3) or (B,N,3)) or .ply/.pcd/.xyz files")
-    p.add_argument("--key", help="array to read from .npz files (default: the only one, or 'points', 'samples', ...)")
+    p.add_argument("--key", help="array to read from .npz files (default: the only one, else the first of "
+                   "pc3d.io.NPZ_KEYS: clouds, points, samples, recon, pred, x)")
     p.add_argument("--index", default=None, metavar="I|A:B|I,J",
                    help="which clouds of a (B,N,3) file: 3, 0:8 or 0,2,5 (default: the first --max)")
     p.add_argument("--max", type=int, default=16, help="at most this many clouds (default 16)")

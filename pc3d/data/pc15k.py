@@ -312,11 +312,9 @@ def _incomplete_builtin(parent: Path, why: str) -> ValueError:
 
 
 def _builtin_synsets() -> set[str]:
-    """Synset ids of the built-in procedural set ({} if pc3d.data.synthetic is unavailable)."""
-    try:
-        from pc3d.data.synthetic import CATEGORIES
-    except ImportError:  # pragma: no cover - the module ships with pc3d
-        return set()
+    """Synset ids of the built-in procedural set."""
+    from pc3d.data.synthetic import CATEGORIES
+
     return set(CATEGORIES.values())
 
 

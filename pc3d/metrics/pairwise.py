@@ -238,10 +238,7 @@ def distance_matrix(
             return chamfer_distance(x, y, squared=True, reduction="none", backend="torch")
 
         return _pairwise(a, b, cd, batch_size, same_n=False)
-    try:
-        from pc3d.ops.emd import emd as emd_fn
-    except ImportError as err:  # pragma: no cover - depends on the EMD op being present
-        raise ImportError("EMD-based metrics need pc3d.ops.emd, which is not available") from err
+    from pc3d.ops.emd import emd as emd_fn
 
     def emd(x: Tensor, y: Tensor) -> Tensor:
         return emd_fn(x, y, method=emd_method, squared=False, reduction="none")

@@ -1,48 +1,13 @@
-"""Validation protocol shared by the generative systems (:class:`~pc3d.models.TreeGAN`,
-:class:`~pc3d.models.LatentGAN`): which reference clouds, which metrics, computed how."""
+"""Validation references shared by the generative systems (:class:`~pc3d.models.TreeGAN`,
+:class:`~pc3d.models.LatentGAN`, for their critic estimate ``val/wasserstein``) and by the
+sample-metric callback :class:`pc3d.callbacks.GenerationMetrics` (MMD / COV / 1-NNA / FPD)."""
 
 from __future__ import annotations
-
-import warnings
 
 import lightning as L
 import torch
 
-__all__ = ["EVAL_KEYS", "ReferenceClouds", "ReferenceEvaluation", "generation_metrics"]
-
-#: Metrics of ``pc3d.metrics.generative.evaluate_generation`` logged under ``val/`` / ``test/``.
-EVAL_KEYS = ("mmd_cd", "cov_cd", "1nna_cd")
-
-_warned_no_metrics = False
-
-
-def generation_metrics(
-    samples: torch.Tensor, refs: torch.Tensor, *, batch_size: int = 100, owner: str = "TreeGAN"
-) -> dict[str, float]:
-    """MMD-CD, COV-CD and 1-NNA-CD of ``samples`` against ``refs`` (keys :data:`EVAL_KEYS`, no stage).
-
-    ``pc3d.metrics.generative.evaluate_generation`` with the Chamfer distance and
-    ``normalize="none"`` (both sets are taken as they are, e.g. in the data module's
-    normalised units). When that module cannot be imported the metrics are skipped with one
-    warning per process (naming ``owner``) and ``{}`` is returned.
-
-    Shapes:
-        samples: (M, N, 3); refs: (M', N', 3)
-    """
-    global _warned_no_metrics
-    try:
-        from pc3d.metrics.generative import evaluate_generation
-    except ImportError:
-        if not _warned_no_metrics:
-            warnings.warn(
-                f"{owner}: pc3d.metrics.generative.evaluate_generation is not available; "
-                f"skipping val/{', val/'.join(EVAL_KEYS)}",
-                stacklevel=2,
-            )
-            _warned_no_metrics = True
-        return {}
-    metrics = evaluate_generation(samples, refs, distances=("cd",), normalize="none", batch_size=batch_size)
-    return {k: float(metrics[k]) for k in EVAL_KEYS if k in metrics}
+__all__ = ["ReferenceClouds", "ReferenceEvaluation"]
 
 
 class ReferenceClouds:

@@ -9,7 +9,6 @@ import lightning as L
 import torch
 from torch import nn
 
-from pc3d.metrics.probe import linear_probe
 from pc3d.models._uniformity import check_uniformity_args
 from pc3d.ops import chamfer_distance, uniformity_loss
 
@@ -31,11 +30,11 @@ class Autoencoder(L.LightningModule):
     Validation and test report the Chamfer distance only.
 
     Logged: ``train/loss`` (the training loss: CD, plus the weighted uniformity term when on,
-    and then also ``train/cd`` and ``train/uniformity``, unweighted), ``val/cd``, ``test/cd``
-    and, at the end of testing, ``test/linear_probe_acc``: a logistic regression fitted on the
-    frozen latents of the train split (``datamodule.probe_dataloader("train")``) predicts the
-    category of the test shapes.
-    CD values are in the units of the (normalised) data, squared.
+    and then also ``train/cd`` and ``train/uniformity``, unweighted), ``val/cd``, ``test/cd``.
+    CD values are in the units of the (normalised) data, squared. The validation and test steps
+    return ``{"recon", "z", "cd"}``: the :class:`pc3d.callbacks.LinearProbe` callback (wired by
+    ``conf/model/autoencoder.yaml``) uses the test latents ``z`` and :meth:`embed` for
+    ``test/linear_probe_acc``.
 
     Shapes:
         batch["points"]: (B, N, 3); batch["category"]: (B,)
@@ -50,7 +49,6 @@ class Autoencoder(L.LightningModule):
         latent_dim: int = 128,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
-        linear_probe: bool = True,
         uniformity_weight: float = 0.0,
         uniformity_k: int = 8,
     ) -> None:
@@ -60,7 +58,6 @@ class Autoencoder(L.LightningModule):
         self.latent_dim = int(latent_dim)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.run_linear_probe = bool(linear_probe)
         self.uniformity_weight, self.uniformity_k = check_uniformity_args(
             "Autoencoder", uniformity_weight, uniformity_k, getattr(decoder, "n_points", None)
         )
@@ -70,8 +67,6 @@ class Autoencoder(L.LightningModule):
             raise ValueError(f"Autoencoder: latent sizes disagree: latent_dim={self.latent_dim}, "
                              f"encoder.latent_dim={enc_dim}, decoder.latent_dim={dec_dim}")
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"])
-        self._test_latents: list[torch.Tensor] = []
-        self._test_labels: list[torch.Tensor] = []
 
     # ------------------------------------------------------------------ networks
     def encode(self, points: torch.Tensor) -> torch.Tensor:
@@ -120,33 +115,7 @@ class Autoencoder(L.LightningModule):
         return self._eval_step(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
-        out = self._eval_step(batch, "test")
-        if self.run_linear_probe:
-            self._test_latents.append(out["z"].cpu())
-            self._test_labels.append(batch["category"].cpu())
-        return out
-
-    def on_test_epoch_start(self) -> None:
-        self._test_latents.clear()
-        self._test_labels.clear()
-
-    def on_test_epoch_end(self) -> None:
-        if not self.run_linear_probe or not self._test_latents:
-            return
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is None or not hasattr(dm, "probe_dataloader"):
-            return
-        z_te = torch.cat(self._test_latents)
-        y_te = torch.cat(self._test_labels)
-        if self.trainer.world_size > 1:  # every rank saw a shard of the test split
-            z_te = self.all_gather(z_te.to(self.device)).reshape(-1, z_te.shape[1]).cpu()
-            y_te = self.all_gather(y_te.to(self.device)).reshape(-1).cpu()
-        z_tr, y_tr = self.embed(dm.probe_dataloader("train"))
-        result = linear_probe(z_tr, y_tr, z_te, y_te)
-        self.log("test/linear_probe_acc", result.accuracy, sync_dist=True)  # equal on every rank
-        self.log("test/linear_probe_train_acc", result.train_accuracy, sync_dist=True)
-        self._test_latents.clear()
-        self._test_labels.clear()
+        return self._eval_step(batch, "test")
 
     @torch.no_grad()
     def embed(self, loader) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import lightning as L
@@ -15,34 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from pc3d.models._wgan import critic_steps
+from pc3d.models.io import load_frozen_autoencoder
 from pc3d.ops import chamfer_distance
 
 log = logging.getLogger("pc3d.image2cloud")
 
 __all__ = ["Image2Cloud", "RetrievalGallery", "load_frozen_autoencoder", "pixel_features", "retrieval_baseline",
            "retrieval_gallery"]
-
-
-def load_frozen_autoencoder(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a ``pc3d-train`` autoencoder checkpoint (``weights_only=True``), frozen.
-
-    The model is put in eval mode (its BatchNorm uses the running statistics) and every
-    parameter gets ``requires_grad=False``. Raises ``FileNotFoundError`` / ``ValueError`` for a
-    missing file or a model without ``encode`` and ``decoder``.
-    """
-    from pc3d.models.io import load_model
-
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Image2Cloud: ae_ckpt not found: {path} (train one with experiment=ae_pretrain)")
-    ae = load_model(path, map_location=map_location)
-    if not (callable(getattr(ae, "encode", None)) and isinstance(getattr(ae, "decoder", None), nn.Module)):
-        raise ValueError(f"Image2Cloud: {path} holds a {type(ae).__name__}, not an autoencoder "
-                         "(expected encode() and a decoder)")
-    ae.eval()
-    for p in ae.parameters():
-        p.requires_grad_(False)
-    return ae
 
 
 class Image2Cloud(L.LightningModule):
@@ -58,7 +35,7 @@ class Image2Cloud(L.LightningModule):
     * ``CD``: :func:`pc3d.ops.chamfer_distance` (squared, sum of the two directional means,
       batch mean) to the ground-truth cloud ``X``;
     * latent L1 (3D-LMNet, Mandikal et al. 2018, stage 2): ``E_ae`` is the encoder of a
-      pretrained point-cloud autoencoder (``ae_ckpt``), **frozen**: loaded in :meth:`setup`,
+      pretrained point-cloud autoencoder (``ae_ckpt_path``), **frozen**: loaded in :meth:`setup`,
       eval mode, ``requires_grad=False``, not a registered submodule (so it is not in the
       optimizer, not in ``state_dict`` and not in checkpoints; inference does not need it);
     * EMD (optional, ``emd_weight > 0``): :func:`pc3d.ops.emd` (auction, euclidean, mean matched
@@ -75,10 +52,10 @@ class Image2Cloud(L.LightningModule):
       ``mean D(P) - mean D(X) + gp_lambda * GP`` (:func:`pc3d.models.treegan.gradient_penalty`),
       then one generator step on ``L`` (critic frozen).
 
-    Without ``ae_ckpt`` the latent term is off (``latent_weight`` is set to 0 with a warning) and
+    Without ``ae_ckpt_path`` the latent term is off (``latent_weight`` is set to 0 with a warning) and
     the model trains from scratch with Chamfer only (the "no warm start" baseline).
 
-    Warm start: with ``ae_ckpt`` and ``init_decoder_from_ae=True`` the decoder is initialized
+    Warm start: with ``ae_ckpt_path`` and ``init_decoder_from_ae=True`` the decoder is initialized
     from the autoencoder's decoder at the start of fitting (not on resume), which needs the
     same class and the same parameter shapes (e.g. both ``TreeGenerator`` with the same
     features/degrees/support); otherwise a ``ValueError`` says what differs. The autoencoder's
@@ -92,11 +69,11 @@ class Image2Cloud(L.LightningModule):
     generator optimizer) is stepped once per epoch.
 
     Logged: ``train/loss``, ``train/cd``, ``train/latent_l1``, and with a critic
-    ``train/adv_g``, ``train/d_loss``, ``train/gp``, ``train/wasserstein``; ``val/cd``; at the end
-    of testing ``test/cd``, ``test/emd``, ``test/fscore`` (means over shapes) and
-    ``test/<category>/<metric>`` per category, by :mod:`pc3d.metrics.reconstruction`
-    (``eval_metrics``, ``tau``, ``eval_normalize``, ``emd_method``). CD values are squared, in
-    the data's normalized units; ``test_results`` keeps the per-category table.
+    ``train/adv_g``, ``train/d_loss``, ``train/gp``, ``train/wasserstein``; ``val/cd`` (CD values
+    squared, in the data's normalized units). ``test_step`` returns the predictions
+    (``{"recon": (B, N, 3)}``); the test metrics (``test/cd``, ``test/emd``, ``test/fscore`` and
+    ``test/<metric>_<category>``) are the :class:`pc3d.callbacks.ReconstructionMetrics`
+    callback's, wired by ``conf/model/image2cloud.yaml``.
 
     Shapes:
         batch["image"]: (B, 3, H, W) in [0, 1]; batch["points"]: (B, N, 3); batch["category"]: (B,)
@@ -111,7 +88,7 @@ class Image2Cloud(L.LightningModule):
         encoder: nn.Module,
         decoder: nn.Module,
         latent_dim: int = 128,
-        ae_ckpt: str | None = None,
+        ae_ckpt_path: str | None = None,
         init_decoder_from_ae: bool = True,
         cd_weight: float = 1.0,
         latent_weight: float = 1.0,
@@ -122,10 +99,6 @@ class Image2Cloud(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         optimizer_d: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
-        eval_metrics: Sequence[str] = ("cd", "emd", "fscore"),
-        tau: float = 0.01,
-        eval_normalize: str = "none",
-        emd_method: str = "exact",
         emd_weight: float = 0.0,
         emd_points: int | None = 256,
     ) -> None:
@@ -141,9 +114,9 @@ class Image2Cloud(L.LightningModule):
                         ("gp_lambda", gp_lambda), ("emd_weight", emd_weight)):
             if not float(w) >= 0:
                 raise ValueError(f"Image2Cloud: {name} must be >= 0, got {w!r}")
-        if float(latent_weight) > 0 and not ae_ckpt:
-            warnings.warn("Image2Cloud: no ae_ckpt given, so no latent loss and no decoder warm start (Chamfer "
-                          "only, from scratch); pass model.ae_ckpt=<autoencoder checkpoint> for the 3D-LMNet "
+        if float(latent_weight) > 0 and not ae_ckpt_path:
+            warnings.warn("Image2Cloud: no ae_ckpt_path given, so no latent loss and no decoder warm start (Chamfer "
+                          "only, from scratch); pass model.ae_ckpt_path=<autoencoder checkpoint> for the 3D-LMNet "
                           "stage 2, or set model.latent_weight=0 to silence this", stacklevel=2)
             latent_weight = 0.0
         if float(adv_weight) > 0 and critic is None:
@@ -153,7 +126,7 @@ class Image2Cloud(L.LightningModule):
         self.encoder = encoder
         self.decoder = decoder
         self.critic = critic if float(adv_weight) > 0 else None
-        self.ae_ckpt = None if not ae_ckpt else str(ae_ckpt)
+        self.ae_ckpt_path = None if not ae_ckpt_path else str(ae_ckpt_path)
         self.init_decoder_from_ae = bool(init_decoder_from_ae)
         self.cd_weight = float(cd_weight)
         self.latent_weight = float(latent_weight)
@@ -168,17 +141,9 @@ class Image2Cloud(L.LightningModule):
         self.optimizer_d_factory = optimizer_d
         self.scheduler_factory = scheduler
         # plain types only in hparams (a Hydra ListConfig would break torch.load(weights_only=True))
-        eval_metrics = [str(m) for m in eval_metrics]
-        ae_ckpt = None if not ae_ckpt else str(ae_ckpt)
-        self.eval_metrics = tuple(eval_metrics)
-        self.tau = float(tau)
-        self.eval_normalize = eval_normalize
-        self.emd_method = emd_method
+        ae_ckpt_path = None if not ae_ckpt_path else str(ae_ckpt_path)
         self.save_hyperparameters(ignore=["encoder", "decoder", "critic", "optimizer", "optimizer_d", "scheduler"])
         self._ae: list[nn.Module] = []  # the frozen autoencoder, kept out of the module tree
-        self._test_values: dict[str, list[torch.Tensor]] = {}
-        self._test_labels: list[torch.Tensor] = []
-        self.test_results: dict[str, dict[str, float]] | None = None
 
     def emd_loss(self, pred: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         """EMD term: auction EMD between random ``emd_points``-subsets of both clouds (batch mean).
@@ -245,29 +210,29 @@ class Image2Cloud(L.LightningModule):
     def _copy_decoder(self, src: nn.Module) -> None:
         if type(src) is not type(self.decoder):
             raise ValueError(f"Image2Cloud: cannot initialize the decoder ({type(self.decoder).__name__}) from the "
-                             f"autoencoder's {type(src).__name__} ({self.ae_ckpt}); use the same decoder "
+                             f"autoencoder's {type(src).__name__} ({self.ae_ckpt_path}); use the same decoder "
                              f"(model/decoder=...) or init_decoder_from_ae=false")
         for key in getattr(type(src), "RULE_ARGS", {}):  # same weights, different function: refuse
             theirs_rule, ours_rule = getattr(src, key, None), getattr(self.decoder, key, None)
             if theirs_rule != ours_rule:
-                raise ValueError(f"Image2Cloud: the autoencoder's decoder ({self.ae_ckpt}) has {key}="
+                raise ValueError(f"Image2Cloud: the autoencoder's decoder ({self.ae_ckpt_path}) has {key}="
                                  f"{theirs_rule!r} but this decoder has {ours_rule!r}; set model.decoder.{key}")
         own, theirs = self.decoder.state_dict(), src.state_dict()
         diff = sorted(set(own) ^ set(theirs))
         bad = [f"{k}: ae {tuple(theirs[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
                if k in theirs and theirs[k].shape != v.shape]
         if diff or bad:
-            raise ValueError(f"Image2Cloud: the autoencoder's decoder ({self.ae_ckpt}) does not have the shape of this "
-                             f"decoder (same features/degrees/support or hidden sizes needed): keys only on one side "
-                             f"{diff[:5]}, shape mismatches {bad[:5]}; or set init_decoder_from_ae=false")
+            raise ValueError(f"Image2Cloud: the autoencoder's decoder ({self.ae_ckpt_path}) does not have the shape of "
+                             f"this decoder (same features/degrees/support or hidden sizes needed): keys only on one "
+                             f"side {diff[:5]}, shape mismatches {bad[:5]}; or set init_decoder_from_ae=false")
         self.decoder.load_state_dict(theirs, strict=True)
-        log.info("Image2Cloud: decoder initialized from the autoencoder's decoder (%s)", self.ae_ckpt)
+        log.info("Image2Cloud: decoder initialized from the autoencoder's decoder (%s)", self.ae_ckpt_path)
 
     def _frozen_ae(self) -> nn.Module:
         if not self._ae:
-            if not self.ae_ckpt:
-                raise RuntimeError("Image2Cloud: the latent loss needs ae_ckpt")
-            self.attach_autoencoder(load_frozen_autoencoder(self.ae_ckpt), init_decoder=False)
+            if not self.ae_ckpt_path:
+                raise RuntimeError("Image2Cloud: the latent loss needs ae_ckpt_path")
+            self.attach_autoencoder(load_frozen_autoencoder(self.ae_ckpt_path), init_decoder=False)
         ae = self._ae[0]
         if next(ae.parameters()).device != self.device:
             ae.to(self.device)
@@ -275,13 +240,13 @@ class Image2Cloud(L.LightningModule):
         return ae
 
     def setup(self, stage: str) -> None:
-        if stage != "fit" or not self.ae_ckpt or self._ae:
+        if stage != "fit" or not self.ae_ckpt_path or self._ae:
             return
         trainer = self._trainer
         resuming = trainer is not None and bool(trainer.ckpt_path)
         need = self.latent_weight > 0 or (self.init_decoder_from_ae and not resuming)
         if need:
-            self.attach_autoencoder(load_frozen_autoencoder(self.ae_ckpt),
+            self.attach_autoencoder(load_frozen_autoencoder(self.ae_ckpt_path),
                                     init_decoder=self.init_decoder_from_ae and not resuming)
 
     # ------------------------------------------------------------------ training
@@ -347,43 +312,9 @@ class Image2Cloud(L.LightningModule):
         self.log("val/cd", cd.mean(), prog_bar=True, on_epoch=True, sync_dist=True, batch_size=points.shape[0])
         return {"recon": pred.detach(), "cd": cd.detach()}
 
-    def on_test_epoch_start(self) -> None:
-        self._test_values = {}
-        self._test_labels = []
-
     def test_step(self, batch: dict, batch_idx: int) -> dict:
-        from pc3d.metrics.reconstruction import reconstruction_metrics
-
         images, points = self._check_batch(batch)
-        pred = self(images)
-        vals = reconstruction_metrics(pred, points, metrics=self.eval_metrics, tau=self.tau,
-                                      normalize=self.eval_normalize, emd_method=self.emd_method)
-        for k, v in vals.items():
-            self._test_values.setdefault(k, []).append(v)
-        self._test_labels.append(batch["category"].detach().cpu())
-        return {"recon": pred.detach()}
-
-    def on_test_epoch_end(self) -> None:
-        from pc3d.metrics.reconstruction import per_category_means
-
-        if not self._test_labels:
-            return
-        values = {k: torch.cat(v) for k, v in self._test_values.items()}
-        labels = torch.cat(self._test_labels)
-        if self.trainer.world_size > 1:  # every rank scored a shard (padded to equal sizes by the sampler)
-            values = {k: self.all_gather(v.to(self.device)).reshape(-1).cpu() for k, v in values.items()}
-            labels = self.all_gather(labels.to(self.device)).reshape(-1).cpu()
-        dm = getattr(self.trainer, "datamodule", None)
-        names = list(dm.names) if dm is not None and hasattr(dm, "names") else None
-        table = per_category_means(values, labels, names=names)
-        self.test_results = table
-        logs = {}
-        for cat, row in table.items():
-            for k, v in row.items():
-                if k == "count":
-                    continue
-                logs[f"test/{k}" if cat == "all" else f"test/{cat}/{k}"] = float(v)
-        self.log_dict(logs, sync_dist=False)
+        return {"recon": self(images).detach()}
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self):

@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from pc3d.models._generation import ReferenceClouds, ReferenceEvaluation, generation_metrics
+from pc3d.models._generation import ReferenceClouds, ReferenceEvaluation
 from pc3d.models._wgan import (
     batched_critic_mean,
     check_int,
@@ -29,30 +29,30 @@ log = logging.getLogger("pc3d.lgan")
 __all__ = ["LatentGAN", "load_autoencoder_for_lgan"]
 
 
-def load_autoencoder_for_lgan(ae_ckpt: str | os.PathLike | None) -> tuple[nn.Module, dict | None, dict | None]:
-    """The frozen autoencoder of ``ae_ckpt`` (a ``pc3d-train`` checkpoint), with its configs.
+def load_autoencoder_for_lgan(ae_ckpt_path: str | os.PathLike | None) -> tuple[nn.Module, dict | None, dict | None]:
+    """The frozen autoencoder of ``ae_ckpt_path`` (a ``pc3d-train`` checkpoint), with its configs.
 
     Rebuilt by :func:`pc3d.models.image2cloud.load_frozen_autoencoder` (``weights_only=True``, eval
     mode, ``requires_grad=False``). Returns ``(autoencoder, model config, data config)``: the plain
     dicts of the checkpoint's ``pc3d_config`` (``None`` when absent). Raises ``ValueError`` when
-    ``ae_ckpt`` is not given and ``FileNotFoundError`` when the file does not exist, both naming
-    the ``model.ae_ckpt`` key.
+    ``ae_ckpt_path`` is not given and ``FileNotFoundError`` when the file does not exist, both naming
+    the ``model.ae_ckpt_path`` key.
     """
-    from pc3d.models.image2cloud import load_frozen_autoencoder
+    from pc3d.models.io import load_frozen_autoencoder, read_checkpoint_config
 
-    if ae_ckpt is None or str(ae_ckpt) in ("", "???"):
-        raise ValueError("LatentGAN: model.ae_ckpt is required: the checkpoint of a pretrained pc3d Autoencoder, "
-                         "e.g. model.ae_ckpt=outputs/ae_synthetic/runs/<time>/checkpoints/last.ckpt "
+    if ae_ckpt_path is None or str(ae_ckpt_path) in ("", "???"):
+        raise ValueError("LatentGAN: model.ae_ckpt_path is required: the checkpoint of a pretrained pc3d "
+                         "Autoencoder, e.g. model.ae_ckpt_path=outputs/ae_synthetic/runs/<time>/checkpoints/last.ckpt "
                          "(train one with pc3d-train experiment=ae_synthetic)")
-    path = Path(ae_ckpt)
+    path = Path(ae_ckpt_path)
     if not path.is_file():
-        raise FileNotFoundError(f"LatentGAN: model.ae_ckpt={ae_ckpt}: no such checkpoint file "
+        raise FileNotFoundError(f"LatentGAN: model.ae_ckpt_path={ae_ckpt_path}: no such checkpoint file "
                                 "(train one with pc3d-train experiment=ae_synthetic)")
     try:
         ae = load_frozen_autoencoder(path)
     except ValueError as e:  # its messages name Image2Cloud: say which key points at the file
-        raise ValueError(f"LatentGAN: model.ae_ckpt={ae_ckpt}: {e}") from e
-    cfg = torch.load(path, map_location="cpu", weights_only=True).get("pc3d_config")
+        raise ValueError(f"LatentGAN: model.ae_ckpt_path={ae_ckpt_path}: {e}") from e
+    cfg = read_checkpoint_config(path)
     model_cfg = cfg.get("model") if isinstance(cfg, dict) else None
     data_cfg = cfg.get("data") if isinstance(cfg, dict) else None
     return ae, (model_cfg if isinstance(model_cfg, dict) else None), (data_cfg if isinstance(data_cfg, dict) else None)
@@ -69,14 +69,14 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
     autoencoder's decoder (whatever the checkpoint holds: :class:`pc3d.nn.FCDecoder`,
     :class:`pc3d.nn.TreeGenerator`, ...).
 
-    The autoencoder (``ae_ckpt``, a :class:`pc3d.models.Autoencoder` written by ``pc3d-train``,
+    The autoencoder (``ae_ckpt_path``, a :class:`pc3d.models.Autoencoder` written by ``pc3d-train``,
     required) is loaded with :func:`pc3d.models.image2cloud.load_frozen_autoencoder` and kept
     **frozen**: ``requires_grad=False``, in no optimizer, and always in eval mode (:meth:`train`
     is overridden, and encoding sets eval mode again), so its BatchNorm statistics never change.
     It is a registered submodule (``autoencoder.*`` in ``state_dict``): a checkpoint holds all
     the weights it needs to sample, and, through :meth:`on_save_checkpoint`, the autoencoder's
     own model config under ``pc3d_config["model"]["autoencoder"]``, so that
-    :func:`pc3d.models.load_model` rebuilds the l-GAN (``autoencoder`` given, ``ae_ckpt`` not read)
+    :func:`pc3d.models.load_model` rebuilds the l-GAN (``autoencoder`` given, ``ae_ckpt_path`` not read)
     without the original autoencoder file. ``latent_dim`` (optional) must equal the autoencoder's.
 
     Training (manual optimization, one ``training_step`` = one iteration), as
@@ -100,18 +100,19 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
 
     Validation / test: the same protocol as :class:`~pc3d.models.TreeGAN`
     (:mod:`pc3d.models._generation`): the first ``eval_samples`` clouds of the loader are the
-    references, ``|R|`` clouds are generated with the seed ``eval_seed`` and scored with
-    ``pc3d.metrics.generative.evaluate_generation`` (Chamfer, no extra normalisation, the data
-    module's normalised units): ``val/mmd_cd``, ``val/cov_cd``, ``val/1nna_cd``; plus
-    ``val/wasserstein``, the critic's estimate between the encoded references and the generated
-    latents. Every ``eval_every_n_epochs`` epochs. The autoencoder must have been trained on the
+    references, ``|R|`` latents are generated with the seed ``eval_seed`` and ``val/wasserstein``
+    is the critic's estimate between the encoded references and those latents, every
+    ``eval_every_n_epochs`` epochs. The sample metrics (``val/mmd_cd``, ``val/cov_cd``,
+    ``val/1nna_cd``, in the data module's normalised units) are the
+    :class:`pc3d.callbacks.GenerationMetrics` callback's, wired by ``conf/model/lgan.yaml`` with
+    the same settings. The autoencoder must have been trained on the
     same normalisation; ``setup`` checks it, and the number of points (the data's ``n_points``
     must be the decoder's ``n_points``), when both sides are known.
 
     Sampling: :meth:`sample` (same signature as ``TreeGAN.sample``, so ``pc3d-generate``,
     ``pc3d-eval`` and :class:`pc3d.viz.callbacks.LogMedia` work), :meth:`sample_fixed` from the
     ``fixed_noise`` buffer (``n_fixed_samples`` vectors, saved in checkpoints) for
-    :class:`pc3d.models.SaveGeneratedSamples`, :meth:`media_clouds` for ``LogMedia``.
+    :class:`pc3d.callbacks.SaveGeneratedSamples`, :meth:`media_clouds` for ``LogMedia``.
 
     Shapes:
         batch["points"]: (B, N, 3) with N = the decoder's n_points
@@ -124,7 +125,7 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
         self,
         generator: nn.Module,
         critic: nn.Module,
-        ae_ckpt: str | None = None,
+        ae_ckpt_path: str | None = None,
         noise_dim: int = 128,
         latent_dim: int | None = None,
         n_critic: int = 5,
@@ -156,10 +157,10 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
         self._ae_config: dict | None = None
         self._ae_data: dict | None = None
         if autoencoder is None:
-            autoencoder, self._ae_config, self._ae_data = load_autoencoder_for_lgan(ae_ckpt)
+            autoencoder, self._ae_config, self._ae_data = load_autoencoder_for_lgan(ae_ckpt_path)
         if not (callable(getattr(autoencoder, "encode", None)) and isinstance(getattr(autoencoder, "decoder", None),
                                                                               nn.Module)):
-            raise ValueError(f"LatentGAN: the autoencoder ({ae_ckpt}) is a {type(autoencoder).__name__}, "
+            raise ValueError(f"LatentGAN: the autoencoder ({ae_ckpt_path}) is a {type(autoencoder).__name__}, "
                              "expected encode() and a decoder (a pc3d.models.Autoencoder)")
         autoencoder.eval()
         for p in autoencoder.parameters():
@@ -167,13 +168,13 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
 
         ae_dim = getattr(autoencoder, "latent_dim", None) or getattr(autoencoder.decoder, "latent_dim", None)
         if ae_dim is None:
-            raise ValueError(f"LatentGAN: the autoencoder ({ae_ckpt}) has no latent_dim (nor has its decoder)")
+            raise ValueError(f"LatentGAN: the autoencoder ({ae_ckpt_path}) has no latent_dim (nor has its decoder)")
         ae_dim = int(ae_dim)
         dims = {"latent_dim": latent_dim, "generator.latent_dim": getattr(generator, "latent_dim", None),
                 "critic.latent_dim": getattr(critic, "latent_dim", None)}
         bad = {k: v for k, v in dims.items() if v is not None and int(v) != ae_dim}
         if bad:
-            raise ValueError(f"LatentGAN: the autoencoder's latent size is {ae_dim} ({ae_ckpt}) but "
+            raise ValueError(f"LatentGAN: the autoencoder's latent size is {ae_dim} ({ae_ckpt_path}) but "
                              + ", ".join(f"{k}={v}" for k, v in bad.items())
                              + f"; set model.latent_dim={ae_dim}")
         gen_noise = getattr(generator, "noise_dim", noise_dim)
@@ -186,7 +187,7 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
         self.latent_dim = ae_dim
         n_points = getattr(autoencoder.decoder, "n_points", None)
         self.n_points = None if n_points is None else int(n_points)
-        self.ae_ckpt = None if ae_ckpt is None else str(ae_ckpt)
+        self.ae_ckpt_path = None if ae_ckpt_path is None else str(ae_ckpt_path)
         self.gp_lambda = float(gp_lambda)
         self.optimizer_g_factory = optimizer_g
         self.optimizer_d_factory = optimizer_d
@@ -223,7 +224,7 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the autoencoder's model config in ``pc3d_config["model"]["autoencoder"]`` (a copy;
-        the callback's config is not touched), so that ``load_model`` needs no ``ae_ckpt`` file."""
+        the callback's config is not touched), so that ``load_model`` needs no ``ae_ckpt_path`` file."""
         cfg = checkpoint.get("pc3d_config")
         if self._ae_config is None or not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
             return
@@ -283,11 +284,11 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
             return
         n = getattr(dm, "n_points", None)
         if n is not None and self.n_points is not None and int(n) != self.n_points:
-            raise ValueError(f"LatentGAN: data.n_points={n} but the autoencoder's decoder ({self.ae_ckpt}) makes "
+            raise ValueError(f"LatentGAN: data.n_points={n} but the autoencoder's decoder ({self.ae_ckpt_path}) makes "
                              f"{self.n_points} points; set data.n_points={self.n_points}")
         norm, ae_norm = getattr(dm, "normalize", None), (self._ae_data or {}).get("normalize")
         if norm is not None and ae_norm is not None and norm != ae_norm:
-            raise ValueError(f"LatentGAN: data.normalize={norm} but the autoencoder ({self.ae_ckpt}) was trained "
+            raise ValueError(f"LatentGAN: data.normalize={norm} but the autoencoder ({self.ae_ckpt_path}) was trained "
                              f"with data.normalize={ae_norm}; use the same normalisation")
 
     def generator_loss(self, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -308,12 +309,9 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
             return
         bs = self.sample_batch_size
         w_fake = self._latents(seeded_noise(len(refs), self.noise_dim, self.eval_seed), bs)
-        samples = self._decode_all(w_fake, bs)
         w_real = in_batches(self.encode, refs, bs, (self.latent_dim,), self.device)
         wasserstein = batched_critic_mean(self.critic, w_real, bs) - batched_critic_mean(self.critic, w_fake, bs)
-        logs = {"wasserstein": float(wasserstein)}
-        logs.update(generation_metrics(samples, refs, batch_size=bs, owner="LatentGAN"))
-        self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, sync_dist=True)
+        self.log_dict({f"{stage}/wasserstein": float(wasserstein)}, sync_dist=True)
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self):

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-# EVAL_KEYS: the metrics logged under val/ (re-exported; the protocol is shared with the latent GAN)
-from pc3d.models._generation import EVAL_KEYS as EVAL_KEYS
-from pc3d.models._generation import ReferenceClouds, ReferenceEvaluation, generation_metrics
+from pc3d.models._generation import ReferenceClouds, ReferenceEvaluation
 from pc3d.models._uniformity import check_uniformity_args
 from pc3d.models._wgan import (
     batched_critic_mean,
@@ -33,7 +30,7 @@ from pc3d.ops import uniformity_loss
 
 log = logging.getLogger("pc3d.treegan")
 
-__all__ = ["SaveGeneratedSamples", "TreeGAN", "gradient_penalty", "load_generator_weights"]
+__all__ = ["TreeGAN", "gradient_penalty", "load_generator_weights"]
 
 
 def load_generator_weights(generator: nn.Module, ckpt_path: str | os.PathLike, prefix: str | None = None) -> str:
@@ -104,24 +101,6 @@ def _check_forward_rule(generator: nn.Module, ckpt: Any, prefix: str, path: Path
             )
 
 
-def _fpd_spec(fpd: Any) -> Callable[[torch.Tensor], float] | dict | None:
-    """Check ``fpd``: ``None``, a callable, or a mapping of :class:`pc3d.metrics.fpd.FPDScorer` arguments
-    (returned as a plain dict; no file is read here)."""
-    if fpd is None or callable(fpd):
-        return fpd
-    if type(fpd).__name__ == "DictConfig":
-        from omegaconf import OmegaConf
-
-        fpd = OmegaConf.to_container(fpd, resolve=True)
-    if not isinstance(fpd, Mapping):
-        raise TypeError(f"TreeGAN: fpd must be None, a callable clouds -> float or a mapping, got {type(fpd).__name__}")
-    kwargs = dict(fpd)
-    missing = [k for k in ("classifier_ckpt", "stats") if not kwargs.get(k)]
-    if missing:
-        raise ValueError(f"TreeGAN: model.fpd needs {missing} (FPDScorer arguments), got keys {sorted(kwargs)}")
-    return kwargs
-
-
 class TreeGAN(ReferenceEvaluation, L.LightningModule):
     """tree-GAN trained as a WGAN-GP (Shu et al., ICCV 2019; Gulrajani et al., NeurIPS 2017).
 
@@ -158,30 +137,18 @@ class TreeGAN(ReferenceEvaluation, L.LightningModule):
 
     Validation: the first ``eval_samples`` validation clouds (in loader order; gathered over
     ranks) are the references ``R``; every ``eval_every_n_epochs`` epochs, ``|R|`` clouds are
-    generated with the fixed seed ``eval_seed`` and scored with
-    ``pc3d.metrics.generative.evaluate_generation`` (Chamfer, no extra normalisation):
-    ``val/mmd_cd``, ``val/cov_cd``, ``val/1nna_cd``. Without that module the metrics are
-    skipped with a warning. ``val/wasserstein`` (critic estimate on the same sets) is always
-    logged, and ``val/fpd`` when ``fpd`` is given: a callable ``(M, N, 3) -> float`` or a
-    mapping of :class:`pc3d.metrics.fpd.FPDScorer` arguments (``classifier_ckpt``, ``stats``,
-    ``n_points``, ``normalize`` ...), e.g. the Frechet Point Distance against precomputed
-    statistics of the real class.
-
-    Frames: the references come out of the validation loader, i.e. already normalised by the
-    data module (``data.normalize``: none | unit_sphere | unit_bbox | global), and the
-    generator learns those same normalised clouds, so samples and references are scored in
-    the data module's **normalised units** (MMD-CD in squared normalised units; with
-    ``global``, one shift and one scale for every cloud). The FPD classifier needs clouds in
-    its own training frame, so ``fpd`` receives the samples mapped back to the data's stored
-    coordinates (:meth:`to_data_frame`: ``x * std + mean`` with the data module's global
-    statistics when ``data.normalize == "global"``, unchanged otherwise; a per-cloud
-    normalisation cannot be undone, so there the statistics and the scorer's ``normalize``
-    must use the same per-cloud normalisation). When a checkpoint monitors one of these keys, keep
-    ``eval_every_n_epochs=1`` and set the cadence with ``trainer.check_val_every_n_epoch``.
+    generated with the fixed seed ``eval_seed`` and the critic's estimate on the two sets is
+    logged as ``val/wasserstein`` (``test/wasserstein`` at test). The sample metrics
+    (``val/mmd_cd``, ``val/cov_cd``, ``val/1nna_cd``, ``val/fpd``) are the
+    :class:`pc3d.callbacks.GenerationMetrics` callback's (``conf/model/treegan.yaml`` wires it
+    with the same ``eval_*`` settings). Samples and references are in the data module's
+    **normalised units** (the generator learns the clouds the loaders give).
+    When a checkpoint monitors a ``val/`` key, keep ``eval_every_n_epochs=1`` and set the
+    cadence with ``trainer.check_val_every_n_epoch``.
     Samples from the fixed noise buffer ``fixed_noise`` (``n_fixed_samples`` latents, saved in
-    checkpoints) are written by the :class:`SaveGeneratedSamples` callback.
+    checkpoints) are written by the :class:`pc3d.callbacks.SaveGeneratedSamples` callback.
 
-    Warm start: ``warm_start`` is a checkpoint path whose generator weights are loaded at the
+    Warm start: ``warm_start_ckpt_path`` is a checkpoint path whose generator weights are loaded at the
     start of fitting (not on resume, where the checkpoint restores everything), e.g. an
     :class:`~pc3d.models.Autoencoder` trained with ``model/decoder=treegcn`` (its ``decoder.*``);
     see :func:`load_generator_weights`.
@@ -208,9 +175,8 @@ class TreeGAN(ReferenceEvaluation, L.LightningModule):
         eval_every_n_epochs: int = 1,
         eval_seed: int = 1234,
         sample_batch_size: int = 100,
-        warm_start: str | None = None,
+        warm_start_ckpt_path: str | None = None,
         warm_start_prefix: str | None = None,
-        fpd: Callable[[torch.Tensor], float] | Mapping[str, Any] | None = None,
         uniformity_weight: float = 0.0,
         uniformity_k: int = 8,
     ) -> None:
@@ -244,14 +210,10 @@ class TreeGAN(ReferenceEvaluation, L.LightningModule):
         self.eval_every_n_epochs = int(eval_every_n_epochs)
         self.eval_seed = int(eval_seed)
         self.sample_batch_size = int(sample_batch_size)
-        self.warm_start = None if warm_start is None else str(warm_start)
+        self.warm_start_ckpt_path = None if warm_start_ckpt_path is None else str(warm_start_ckpt_path)
         self.warm_start_prefix = warm_start_prefix
-        # a mapping is turned into an FPDScorer (which reads the classifier and statistics files) at
-        # setup / first evaluation, so that loading a checkpoint for sampling never needs those files
-        self._fpd_spec = _fpd_spec(fpd)
-        self.fpd = self._fpd_spec if callable(self._fpd_spec) else None
         self.register_buffer("fixed_noise", seeded_noise(n_fixed_samples, self.latent_dim, int(fixed_noise_seed)))
-        self.save_hyperparameters(ignore=["generator", "critic", "optimizer_g", "optimizer_d", "fpd"])
+        self.save_hyperparameters(ignore=["generator", "critic", "optimizer_g", "optimizer_d"])
         self._refs = ReferenceClouds(self.eval_samples)
 
     # ------------------------------------------------------------------ generation
@@ -287,21 +249,13 @@ class TreeGAN(ReferenceEvaluation, L.LightningModule):
         return media
 
     # ------------------------------------------------------------------ training
-    def build_fpd(self) -> Callable[[torch.Tensor], float] | None:
-        """The FPD callable, building the :class:`~pc3d.metrics.fpd.FPDScorer` from a mapping on first use."""
-        if self.fpd is None and isinstance(self._fpd_spec, dict):
-            from pc3d.metrics.fpd import FPDScorer
-
-            self.fpd = FPDScorer(**self._fpd_spec)
-        return self.fpd
-
     def setup(self, stage: str) -> None:
-        self.build_fpd()  # fail early on a wrong model.fpd path
         trainer = self._trainer
         resuming = trainer is not None and bool(trainer.ckpt_path)
-        if stage == "fit" and self.warm_start and not resuming:
-            prefix = load_generator_weights(self.generator, self.warm_start, self.warm_start_prefix)
-            log.info("TreeGAN: generator warm-started from %s (%s weights)", self.warm_start, prefix or "all")
+        if stage == "fit" and self.warm_start_ckpt_path and not resuming:
+            prefix = load_generator_weights(self.generator, self.warm_start_ckpt_path, self.warm_start_prefix)
+            log.info("TreeGAN: generator warm-started from %s (%s weights)", self.warm_start_ckpt_path,
+                     prefix or "all")
 
     def generator_loss(self, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The generator's loss on its own samples ``fake`` (B, N, 3), and the logged parts.
@@ -331,46 +285,7 @@ class TreeGAN(ReferenceEvaluation, L.LightningModule):
         bs = self.sample_batch_size
         samples = self.sample(len(refs), seed=self.eval_seed, batch_size=bs)
         wasserstein = batched_critic_mean(self.critic, refs, bs) - batched_critic_mean(self.critic, samples, bs)
-        logs = {"wasserstein": float(wasserstein)}
-        logs.update(self.evaluate_samples(samples, refs))
-        self.log_dict({f"{stage}/{k}": v for k, v in logs.items()}, sync_dist=True)
-
-    def _data_global_stats(self) -> dict | None:
-        trainer = self._trainer
-        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
-        if dm is not None and getattr(dm, "normalize", None) == "global":
-            stats = getattr(dm, "global_stats", None)
-            if stats is None:
-                raise RuntimeError("TreeGAN: the data module normalizes with 'global' but has no global_stats yet")
-            return stats
-        return None
-
-    def to_data_frame(self, clouds: torch.Tensor) -> torch.Tensor:
-        """Clouds in the data module's normalised units -> the data's stored coordinates.
-
-        ``x * std + mean`` when the attached data module uses ``normalize="global"`` (its
-        ``global_stats``), the clouds unchanged otherwise (no data module, ``none``, or a
-        per-cloud normalisation, which cannot be undone). Shapes: (M, N, 3) -> (M, N, 3).
-        """
-        stats = self._data_global_stats()
-        if stats is None:
-            return clouds
-        mean = torch.as_tensor(stats["mean"], dtype=clouds.dtype, device=clouds.device).reshape(1, 1, 3)
-        return clouds * float(stats["std"]) + mean
-
-    def evaluate_samples(self, samples: torch.Tensor, refs: torch.Tensor) -> dict[str, float]:
-        """Generation metrics of ``samples`` (M, N, 3) against ``refs`` (M', N', 3), keys without stage.
-
-        Both sets in the data module's normalised units. Calls
-        ``pc3d.metrics.generative.evaluate_generation`` (MMD, COV, 1-NNA with Chamfer) when it
-        is importable, and the ``fpd`` callable (on :meth:`to_data_frame` of the samples) when
-        one was given.
-        """
-        out = generation_metrics(samples, refs, batch_size=self.sample_batch_size, owner="TreeGAN")
-        # FPD hook: a callable clouds -> float (e.g. pc3d.metrics.fpd against the real class's statistics)
-        if self.build_fpd() is not None:
-            out["fpd"] = float(self.fpd(self.to_data_frame(samples)))
-        return out
+        self.log_dict({f"{stage}/wasserstein": float(wasserstein)}, sync_dist=True)
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self):
@@ -383,35 +298,3 @@ class TreeGAN(ReferenceEvaluation, L.LightningModule):
             "generator": sum(p.numel() for p in self.generator.parameters()),
             "critic": sum(p.numel() for p in self.critic.parameters()),
         }
-
-
-class SaveGeneratedSamples(L.Callback):
-    """Save the clouds generated from the model's fixed noise at every validation (rank 0).
-
-    File: ``<dirpath>/epoch_<EEEE>-step_<SSSSSSS>.npy``, float32 of shape (n_fixed_samples, N, 3)
-    in the data's normalised units, written atomically. Expects ``pl_module.sample_fixed()``
-    (see :class:`TreeGAN`). ``every_n_epochs`` thins the saves; sanity checks are skipped.
-    """
-
-    def __init__(self, dirpath: str | os.PathLike, every_n_epochs: int = 1) -> None:
-        super().__init__()
-        self.dirpath = Path(dirpath)
-        self.every_n_epochs = max(1, int(every_n_epochs))
-        self.last_path: Path | None = None
-
-    @rank_zero_only
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if (
-            trainer.sanity_checking
-            or trainer.current_epoch % self.every_n_epochs
-            or not hasattr(pl_module, "sample_fixed")
-        ):
-            return
-        from pc3d.callbacks import atomic_save_npy
-
-        samples = pl_module.sample_fixed()
-        if len(samples) == 0:
-            return
-        path = self.dirpath / f"epoch_{trainer.current_epoch:04d}-step_{trainer.global_step:07d}.npy"
-        atomic_save_npy(path, samples.detach().cpu().float().numpy())
-        self.last_path = path

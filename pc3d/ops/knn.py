@@ -69,14 +69,6 @@ _NUMPY_DTYPES = (torch.float32, torch.float64)
 # ----------------------------------------------------------------------------- back-ends
 
 
-def _have_scipy() -> bool:
-    try:
-        import scipy.spatial  # noqa: F401
-    except ImportError:  # pragma: no cover - scipy is a declared dependency
-        return False
-    return True
-
-
 def _have_numba() -> bool:
     from pc3d.ops._grid_knn import have_numba
 
@@ -308,7 +300,7 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        return "kdtree" if device.type == "cpu" and _have_scipy() else "torch"
+        return "kdtree" if device.type == "cpu" else "torch"
     return backend
 
 

@@ -96,7 +96,7 @@ def test_generation_with_a_sampling_model_and_fpd(tiny_builtin, tmp_path):
     torch.manual_seed(0)
     cls_path = tmp_path / "cls.pth"
     torch.save(PointNetClassifier(k=16).state_dict(), cls_path)
-    result = evaluate(compose_eval([f"ckpt_path={ckpt}", "n_samples=6", f"fpd.classifier={cls_path}",
+    result = evaluate(compose_eval([f"ckpt_path={ckpt}", "n_samples=6", f"fpd.classifier_ckpt_path={cls_path}",
                                     "split=val"], tmp_path))
     assert result["task"] == "generation" and result["n_samples"] == 6 and result["n_refs"] == 8
     m = result["metrics"]
@@ -105,14 +105,14 @@ def test_generation_with_a_sampling_model_and_fpd(tiny_builtin, tmp_path):
 
     # FPD reference statistics from the classifier and a data split
     stats = tmp_path / "stats" / "ref.npz"
-    cfg = compose_eval(["task=fpd_stats", f"fpd.classifier={cls_path}", f"fpd.stats_out={stats}", "split=val"],
-                       tmp_path)
+    cfg = compose_eval(["task=fpd_stats", f"fpd.classifier_ckpt_path={cls_path}", f"fpd.stats_out={stats}",
+                        "split=val"], tmp_path)
     from omegaconf import OmegaConf
 
     cfg.data = OmegaConf.create(tiny_builtin_cfg)
     res = evaluate(cfg)
     assert res["metrics"]["n_clouds"] == 8 and res["metrics"]["feature_dim"] == 1808 and stats.is_file()
-    with_stats = evaluate(compose_eval([f"ckpt_path={ckpt}", "n_samples=6", f"fpd.classifier={cls_path}",
+    with_stats = evaluate(compose_eval([f"ckpt_path={ckpt}", "n_samples=6", f"fpd.classifier_ckpt_path={cls_path}",
                                         f"fpd.stats={stats}", "split=val", "metrics.jsd=false"], tmp_path))
     assert with_stats["metrics"]["fpd"] == pytest.approx(m["fpd"], rel=1e-6)
 

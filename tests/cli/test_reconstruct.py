@@ -38,7 +38,7 @@ def test_round_trip_on_a_builtin_image(img_ckpt, tiny_builtin, tmp_path):
 
     png = builtin_png(tiny_builtin)
     out = tmp_path / "cloud.ply"
-    result = reconstruct(compose_reconstruct([f"ckpt={img_ckpt}", f"image={png}", f"out={out}"]))
+    result = reconstruct(compose_reconstruct([f"ckpt_path={img_ckpt}", f"image={png}", f"out={out}"]))
     assert result["written"] == [out]
     back = np.asarray(o3d.io.read_point_cloud(str(out)).points)
     # the same cloud as the model on the view the data module feeds it (composited onto white)
@@ -48,10 +48,10 @@ def test_round_trip_on_a_builtin_image(img_ckpt, tiny_builtin, tmp_path):
     assert back.shape == (64, 3)
     np.testing.assert_allclose(back, expect, atol=1e-5)
     # one image into a folder: <out>/<stem>.ply
-    reconstruct(compose_reconstruct([f"ckpt={img_ckpt}", f"image={png}", f"out={tmp_path / 'folder'}"]))
+    reconstruct(compose_reconstruct([f"ckpt_path={img_ckpt}", f"image={png}", f"out={tmp_path / 'folder'}"]))
     assert (tmp_path / "folder" / "00.ply").is_file()
     npy = tmp_path / "cloud.npy"
-    reconstruct(compose_reconstruct([f"ckpt={img_ckpt}", f"image={png}", f"out={npy}"]))
+    reconstruct(compose_reconstruct([f"ckpt_path={img_ckpt}", f"image={png}", f"out={npy}"]))
     np.testing.assert_allclose(np.load(npy), expect, atol=1e-6)
 
 
@@ -64,7 +64,7 @@ def test_folder_with_grayscale_and_non_square_images(img_ckpt, tiny_builtin, tmp
     Image.new("RGB", (40, 30), (10, 200, 30)).save(folder / "wide.jpg")
     (folder / "notes.txt").write_text("not an image, ignored")
     out = tmp_path / "clouds"
-    result = reconstruct(compose_reconstruct([f"ckpt={img_ckpt}", f"image={folder}", f"out={out}", "npy=true"]))
+    result = reconstruct(compose_reconstruct([f"ckpt_path={img_ckpt}", f"image={folder}", f"out={out}", "npy=true"]))
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.{e}" for s in ("a", "b", "gray", "wide")
                                                            for e in ("ply", "npy"))
     clouds = result["clouds"]
@@ -96,14 +96,14 @@ def test_clear_errors(img_ckpt, tmp_path):
     with pytest.raises(ValueError, match="not square"):
         read_image(wide, square="error")
     with pytest.raises(FileNotFoundError, match="no such"):
-        reconstruct(compose_reconstruct([f"ckpt={img_ckpt}", f"image={tmp_path / 'nope.png'}",
+        reconstruct(compose_reconstruct([f"ckpt_path={img_ckpt}", f"image={tmp_path / 'nope.png'}",
                                          f"out={tmp_path}/x.ply"]))
     with pytest.raises(ValueError, match="needs an output folder, not a .ply file"):
-        reconstruct(compose_reconstruct([f"ckpt={img_ckpt}", f"image={tmp_path}", f"out={tmp_path}/x.ply"]))
+        reconstruct(compose_reconstruct([f"ckpt_path={img_ckpt}", f"image={tmp_path}", f"out={tmp_path}/x.ply"]))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="no image files"):
-        reconstruct(compose_reconstruct([f"ckpt={img_ckpt}", f"image={empty}", f"out={tmp_path}/o"]))
+        reconstruct(compose_reconstruct([f"ckpt_path={img_ckpt}", f"image={empty}", f"out={tmp_path}/o"]))
 
 
 def test_pc3d_eval_scores_an_image2cloud_checkpoint(img_ckpt, tmp_path):
@@ -138,7 +138,7 @@ def test_pc3d_eval_scores_an_image2cloud_checkpoint(img_ckpt, tmp_path):
 @pytest.mark.slow
 def test_console_module(img_ckpt, tiny_builtin, tmp_path):
     out = tmp_path / "one.ply"
-    proc = subprocess.run([sys.executable, "-m", "pc3d.cli.reconstruct", f"ckpt={img_ckpt}",
+    proc = subprocess.run([sys.executable, "-m", "pc3d.cli.reconstruct", f"ckpt_path={img_ckpt}",
                            f"image={builtin_png(tiny_builtin)}", f"out={out}"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

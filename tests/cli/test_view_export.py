@@ -71,7 +71,7 @@ def test_view_missing_file(tmp_path, capsys):
     assert "nope.ply: no such file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("suffix,extra", [(".glb", []), (".obj", ["--z-up"]), (".ply", ["--method", "ball-pivoting"])])
+@pytest.mark.parametrize("suffix,extra", [(".glb", ["--z-up"]), (".obj", []), (".ply", ["--method", "ball-pivoting"])])
 def test_export_mesh_round_trip(clouds, tmp_path, suffix, extra, capsys):
     out = tmp_path / f"m{suffix}"
     assert export_main([str(clouds / "many.npy"), str(out), "--index", "1", *extra]) == 0
@@ -91,9 +91,46 @@ def test_export_poisson_preview_and_points(clouds, tmp_path):
     assert len(pcd.points) == 512 and pcd.has_colors()
 
 
+# What Blender's default importer does to a file's coordinates, per format (see pc3d/export.py,
+# BLENDER_Y_UP_FORMATS, for the sources): OBJ (forward -Z, up Y) and glTF (Y up) are converted to Blender's
+# Y forward / Z up, i.e. the file's (x, y, z) lands at (x, -z, y); PLY is taken as it is.
+_Y_UP_TO_BLENDER = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])
+BLENDER_IMPORT = {".ply": np.eye(3), ".obj": _Y_UP_TO_BLENDER, ".glb": _Y_UP_TO_BLENDER}
+
+
+@pytest.mark.parametrize("suffix,method", [(".ply", "points"), (".ply", "alpha"), (".obj", "alpha"),
+                                           (".glb", "alpha")])
+def test_export_z_up_stands_upright_in_blender(tmp_path, suffix, method, capsys):
+    """A tall thin column along the data's up axis (+Y, from 0 to 1), standing in front (+Z = 0.3), comes
+    in along Blender's +Z, foot at 0, top at 1, in front (-Y), after Blender's default import of each format."""
+    from pc3d.export import read_glb
+
+    rng = np.random.default_rng(0)
+    n = 1500
+    face = rng.integers(0, 4, n)  # the four long faces of a 0.1 x 1 x 0.1 box
+    u, h = rng.uniform(-0.05, 0.05, n), rng.uniform(0.0, 1.0, n)
+    side = np.where(face % 2 == 0, -0.05, 0.05)
+    x, z = np.where(face < 2, side, u), np.where(face < 2, u, side)
+    column = np.stack([x, h, z + 0.3], axis=1).astype(np.float32)
+    np.save(tmp_path / "column.npy", column)
+    out = tmp_path / f"column{suffix}"
+    assert export_main([str(tmp_path / "column.npy"), str(out), "--method", method, "--z-up"]) == 0
+    assert ("Z up" if suffix == ".ply" else "Y up") in capsys.readouterr().out
+    if method == "points":
+        written = np.asarray(o3d.io.read_point_cloud(str(out)).points)
+    elif suffix == ".glb":
+        written = read_glb(out)[0]
+    else:
+        written = np.asarray(o3d.io.read_triangle_mesh(str(out)).vertices)
+    assert len(written) > 100
+    in_blender = written @ BLENDER_IMPORT[suffix].T
+    lo, hi = in_blender.min(0), in_blender.max(0)
+    assert np.allclose([lo[2], hi[2]], [0.0, 1.0], atol=0.02)  # upright: foot at 0, top at +1 on Blender's Z
+    assert (hi - lo)[:2].max() < 0.15  # thin across X and Y
+    assert np.isclose(in_blender[:, 1].mean(), -0.3, atol=0.02)  # pc3d's front (+Z) is Blender's front (-Y)
+
+
 def test_export_errors(clouds, tmp_path, capsys):
-    assert export_main([str(clouds / "one.npy"), str(tmp_path / "m.glb"), "--z-up"]) == 2
-    assert "Y-up" in capsys.readouterr().err
     assert export_main([str(clouds / "one.npy"), str(tmp_path / "m.stl")]) == 2
     assert "mesh format" in capsys.readouterr().err
     assert export_main([str(clouds / "many.npy"), str(tmp_path / "m.ply"), "--index", "7"]) == 2
@@ -101,9 +138,18 @@ def test_export_errors(clouds, tmp_path, capsys):
 
 
 def test_dead_display_falls_back_to_png(clouds, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("DISPLAY", ":987")  # set, but no server: must not hang in an invisible window
-    assert view_main([str(clouds / "one.npy"), "--size", "32", "--out", str(tmp_path / "d.png")]) == 0
-    assert (tmp_path / "d.png").is_file()
+    import pc3d.cli.view as view
+
+    # DISPLAY set, but no server: no window may be tried (Open3D would hang in an invisible one); without
+    # --out (which renders headlessly whatever the display) the display check alone decides
+    monkeypatch.setenv("DISPLAY", ":987")
+    monkeypatch.chdir(tmp_path)
+    windows = []
+    monkeypatch.setattr(view, "_show_window", lambda *a: windows.append(a) or True)
+    assert view_main([str(clouds / "one.npy"), "--size", "32"]) == 0
+    assert not windows
+    assert "no display, wrote" in capsys.readouterr().out
+    assert (tmp_path / "one.png").is_file()
 
 
 def test_live_display_opens_a_window(clouds, tmp_path, monkeypatch):

@@ -119,10 +119,10 @@ def test_stage_configs(variant, tmp_path):
         faithful = cfg(r.gan_overrides("tree", 600))
         g = gan.model.generator
         assert list(g.degrees) == sbs.TREE_DEGREES and g.features[1:] == faithful.model.generator.features[1:]
-        assert gan.model.latent_dim == 96 and gan.model.warm_start == ckpt
+        assert gan.model.latent_dim == 96 and gan.model.warm_start_ckpt_path == ckpt
         if ckpt:
             assert g.init == "node" and g.ancestor_scale == "mean"
         else:
             assert g.get("init", "official") == "official" and g.get("ancestor_scale", "sum") == "sum"
     else:
-        assert gan.model.ae_ckpt == ckpt and gan.model.latent_dim == (128 if variant == "lgan_fc" else 96)
+        assert gan.model.ae_ckpt_path == ckpt and gan.model.latent_dim == (128 if variant == "lgan_fc" else 96)

@@ -17,7 +17,6 @@ LATENT, N_IN, N_OUT = 8, 32, 24
 def tiny_ae(**kw) -> Autoencoder:
     enc = PointNetEncoder(in_dim=3, hidden=(8, 16), latent_dim=LATENT)
     dec = FCDecoder(latent_dim=LATENT, n_points=N_OUT, hidden=(16,))
-    kw.setdefault("linear_probe", False)
     return Autoencoder(enc, dec, latent_dim=LATENT, **kw)
 
 

@@ -33,7 +33,7 @@ def make_model(ae_ckpt=None, decoder=None, **kw) -> Image2Cloud:
     dec = decoder if decoder is not None else instantiate(TREE)
     kw.setdefault("latent_weight", 1.0 if ae_ckpt else 0.0)
     kw.setdefault("optimizer", lambda p: torch.optim.Adam(p, lr=1e-3))
-    return Image2Cloud(enc, dec, latent_dim=LATENT, ae_ckpt=None if ae_ckpt is None else str(ae_ckpt), **kw)
+    return Image2Cloud(enc, dec, latent_dim=LATENT, ae_ckpt_path=None if ae_ckpt is None else str(ae_ckpt), **kw)
 
 
 def batches(n: int = 8, batch_size: int = 4, seed: int = 0) -> DataLoader:
@@ -86,7 +86,7 @@ def test_warm_start_needs_the_same_decoder(ae_ckpt):
         make_model(ae_ckpt, decoder=other).setup("fit")
     with pytest.raises(ValueError, match="cannot initialize the decoder .FCDecoder. from the autoencoder's TreeGen"):
         make_model(ae_ckpt, decoder=FCDecoder(LATENT, N, hidden=(16,))).setup("fit")
-    with pytest.warns(UserWarning, match="no ae_ckpt given, so no latent loss"):
+    with pytest.warns(UserWarning, match="no ae_ckpt_path given, so no latent loss"):
         assert make_model(None, latent_weight=1.0).latent_weight == 0.0
     with pytest.raises(ValueError, match="needs a critic"):
         make_model(None, adv_weight=0.1)
@@ -128,12 +128,14 @@ def test_no_critic_without_adversarial_weight():
 
 
 def test_test_metrics_per_category_match_the_metrics_module():
+    from pc3d.callbacks import ReconstructionMetrics
     from pc3d.metrics.reconstruction import reconstruction_metrics
 
-    model = make_model(None, eval_metrics=("cd", "emd", "fscore"), tau=0.2)
-    tr = trainer()
+    model = make_model(None)
+    metrics = ReconstructionMetrics(metrics=("cd", "emd", "fscore"), tau=0.2)
+    tr = trainer(callbacks=[metrics])
     tr.test(model, batches(n=6, batch_size=4), verbose=False)
-    table = model.test_results
+    table = metrics.results
     assert set(table) == {"0", "1", "all"} and table["all"]["count"] == 6
     model.eval()
     items = list(batches(n=6, batch_size=6))[0]
@@ -142,7 +144,7 @@ def test_test_metrics_per_category_match_the_metrics_module():
     for k in ("cd", "emd", "fscore"):
         assert tr.callback_metrics[f"test/{k}"].item() == pytest.approx(float(ref[k].mean()), rel=1e-5)
         mask = items["category"] == 1
-        assert tr.callback_metrics[f"test/1/{k}"].item() == pytest.approx(float(ref[k][mask].mean()), rel=1e-5)
+        assert tr.callback_metrics[f"test/{k}_1"].item() == pytest.approx(float(ref[k][mask].mean()), rel=1e-5)
 
 
 def test_pixel_features_are_area_means():

@@ -11,8 +11,8 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
-from pc3d.callbacks import ConfigInCheckpoint
-from pc3d.models import LatentGAN, SaveGeneratedSamples, load_model
+from pc3d.callbacks import ConfigInCheckpoint, GenerationMetrics, SaveGeneratedSamples
+from pc3d.models import LatentGAN, load_model
 from pc3d.models.image2cloud import load_frozen_autoencoder
 from pc3d.models.treegan import gradient_penalty
 from pc3d.nn import LatentCritic, LatentGenerator, PointCritic
@@ -34,7 +34,7 @@ DECODERS = {
 
 def lgan_config(ae_ckpt, **kw) -> dict:
     """The model entry of a pc3d-train config for a tiny l-GAN (plain dict, like a checkpoint holds)."""
-    cfg = {"_target_": "pc3d.models.LatentGAN", "_convert_": "all", "ae_ckpt": str(ae_ckpt), "noise_dim": NOISE,
+    cfg = {"_target_": "pc3d.models.LatentGAN", "_convert_": "all", "ae_ckpt_path": str(ae_ckpt), "noise_dim": NOISE,
            "latent_dim": LATENT, "n_critic": 2, "eval_samples": 6, "n_fixed_samples": 3,
            "generator": {"_target_": "pc3d.nn.LatentGenerator", "noise_dim": NOISE, "latent_dim": LATENT,
                          "hidden": [16]},
@@ -227,21 +227,23 @@ def test_points_must_match_the_decoder(fc_ae_ckpt):
 def test_validation_logs_generation_metrics_and_saves_fixed_samples(fc_ae_ckpt, tmp_path):
     model = tiny_lgan(fc_ae_ckpt, n_critic=1)
     saver = SaveGeneratedSamples(tmp_path / "samples")
-    t = trainer(limit_train_batches=1, limit_val_batches=1.0, callbacks=[saver])
+    metrics = GenerationMetrics(max_refs=model.eval_samples, seed=model.eval_seed)
+    t = trainer(limit_train_batches=1, limit_val_batches=1.0, callbacks=[saver, metrics])
     t.fit(model, train_dataloaders=loader(4, 4), val_dataloaders=loader(8, 4, seed=1))
     m = t.callback_metrics
     assert {"val/mmd_cd", "val/cov_cd", "val/1nna_cd", "val/wasserstein"} <= set(m)
     assert all(torch.isfinite(m[k]) for k in m)
-    assert 0.0 <= float(m["val/1nna_cd"]) <= 1.0 and float(m["val/mmd_cd"]) > 0
     files = sorted((tmp_path / "samples").glob("epoch_*.npy"))
     assert len(files) == 1 and saver.last_path == files[0]
     assert np.allclose(np.load(files[0]), model.sample_fixed().numpy(), atol=1e-6)
-    # the same metric code path as tree-GAN: the first eval_samples references vs samples of eval_seed
-    from pc3d.models._generation import generation_metrics
+    # the first eval_samples references vs as many samples of eval_seed, against a brute-force reference
+    from tests.helpers import generation_metrics_reference
 
-    refs = torch.cat([b["points"] for b in loader(8, 4, seed=1)])[:6]
-    expected = generation_metrics(model.sample(6, seed=model.eval_seed), refs)
-    assert float(m["val/mmd_cd"]) == pytest.approx(expected["mmd_cd"], rel=1e-5)
+    refs = torch.cat([b["points"] for b in loader(8, 4, seed=1)])[:model.eval_samples]
+    want = generation_metrics_reference(model.sample(len(refs), seed=model.eval_seed), refs)
+    assert float(m["val/mmd_cd"]) == pytest.approx(want["mmd_cd"], rel=1e-4)
+    assert float(m["val/cov_cd"]) == pytest.approx(want["cov_cd"]) and float(m["val/1nna_cd"]) == pytest.approx(
+        want["1nna_cd"])
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -268,11 +270,11 @@ def test_generate_cli_on_a_saved_lgan_checkpoint(fc_ae_ckpt, tmp_path):
     from tests.cli.test_generate import gen_cfg
 
     model, path = fit_and_save({"model": lgan_config(fc_ae_ckpt)}, tmp_path / "lgan.ckpt")
-    out = generate(gen_cfg(path, tmp_path / "out", n=5, seed=7, batch_size=2, ply=False, device="cpu"))
+    out = generate(gen_cfg(path, tmp_path / "out", n_samples=5, seed=7, batch_size=2, ply=False, device="cpu"))
     clouds = np.load(tmp_path / "out" / "samples.npy")
     assert clouds.shape == (5, N, 3) and clouds.dtype == np.float32 and np.array_equal(clouds, out["samples"])
     assert np.array_equal(clouds, model.sample(5, seed=7, batch_size=2).numpy())
-    other = generate(gen_cfg(path, tmp_path / "other", n=5, seed=8, ply=False, device="cpu"))
+    other = generate(gen_cfg(path, tmp_path / "other", n_samples=5, seed=8, ply=False, device="cpu"))
     assert not np.allclose(other["samples"], clouds)
 
 
@@ -290,25 +292,25 @@ def test_eval_cli_scores_a_saved_lgan_checkpoint(fc_ae_ckpt, tiny_builtin, tmp_p
 
 # ----------------------------------------------------------------------------- arguments and configs
 def test_bad_arguments(fc_ae_ckpt, tmp_path):
-    with pytest.raises(ValueError, match="model.ae_ckpt is required"):
-        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(LATENT), ae_ckpt=None, noise_dim=NOISE)
-    with pytest.raises(FileNotFoundError, match="model.ae_ckpt=.*missing.ckpt"):
-        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(LATENT), ae_ckpt=str(tmp_path / "missing.ckpt"),
+    with pytest.raises(ValueError, match="model.ae_ckpt_path is required"):
+        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(LATENT), ae_ckpt_path=None, noise_dim=NOISE)
+    with pytest.raises(FileNotFoundError, match="model.ae_ckpt_path=.*missing.ckpt"):
+        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(LATENT), ae_ckpt_path=str(tmp_path / "missing.ckpt"),
                   noise_dim=NOISE)
     with pytest.raises(ValueError, match=f"latent size is {LATENT} .*generator.latent_dim=8.*latent_dim={LATENT}"):
-        LatentGAN(LatentGenerator(NOISE, 8), LatentCritic(LATENT), ae_ckpt=str(fc_ae_ckpt), noise_dim=NOISE)
+        LatentGAN(LatentGenerator(NOISE, 8), LatentCritic(LATENT), ae_ckpt_path=str(fc_ae_ckpt), noise_dim=NOISE)
     with pytest.raises(ValueError, match="critic.latent_dim=8"):
-        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(8), ae_ckpt=str(fc_ae_ckpt), noise_dim=NOISE)
+        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(8), ae_ckpt_path=str(fc_ae_ckpt), noise_dim=NOISE)
     with pytest.raises(ValueError, match="noise_dim=5 but generator.noise_dim=4"):
-        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(LATENT), ae_ckpt=str(fc_ae_ckpt), noise_dim=5)
+        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(LATENT), ae_ckpt_path=str(fc_ae_ckpt), noise_dim=5)
     with pytest.raises(ValueError, match="n_critic"):
-        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(LATENT), ae_ckpt=str(fc_ae_ckpt), noise_dim=NOISE,
+        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(LATENT), ae_ckpt_path=str(fc_ae_ckpt), noise_dim=NOISE,
                   n_critic=0)
     not_an_ae = tmp_path / "gan.ckpt"
     torch.save({"state_dict": LatentCritic(3).state_dict(),
                 "pc3d_config": {"model": {"_target_": "pc3d.nn.LatentCritic", "latent_dim": 3}}}, not_an_ae)
-    with pytest.raises(ValueError, match="model.ae_ckpt=.*not an autoencoder"):
-        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(LATENT), ae_ckpt=str(not_an_ae), noise_dim=NOISE)
+    with pytest.raises(ValueError, match="model.ae_ckpt_path=.*not an autoencoder"):
+        LatentGAN(LatentGenerator(NOISE, LATENT), LatentCritic(LATENT), ae_ckpt_path=str(not_an_ae), noise_dim=NOISE)
 
 
 def test_model_config_requires_ae_ckpt_and_builds_the_documented_nets(fc_ae_ckpt, tmp_path):
@@ -317,12 +319,13 @@ def test_model_config_requires_ae_ckpt_and_builds_the_documented_nets(fc_ae_ckpt
     from tests.helpers import compose_train
 
     cfg = compose_train(["model=lgan"], tmp_path)
-    with pytest.raises(MissingMandatoryValue, match="model.ae_ckpt"):
+    with pytest.raises(MissingMandatoryValue, match="model.ae_ckpt_path"):
         instantiate(cfg.model)
-    cfg = compose_train(["experiment=lgan_synthetic", f"model.ae_ckpt={fc_ae_ckpt}", f"model.latent_dim={LATENT}",
+    cfg = compose_train(["experiment=lgan_synthetic", f"model.ae_ckpt_path={fc_ae_ckpt}", f"model.latent_dim={LATENT}",
                          f"data.n_points={N}"], tmp_path)
-    assert cfg.data.categories == "chair" and cfg.model.ae_ckpt == str(fc_ae_ckpt)
-    assert cfg.callbacks.save_samples._target_ == "pc3d.models.SaveGeneratedSamples"
+    assert cfg.data.categories == "chair" and cfg.model.ae_ckpt_path == str(fc_ae_ckpt)
+    assert cfg.callbacks.save_samples._target_ == "pc3d.callbacks.SaveGeneratedSamples"
+    assert cfg.callbacks.generation_metrics._target_ == "pc3d.callbacks.GenerationMetrics"
     model = instantiate(cfg.model)
     assert isinstance(model, LatentGAN) and model.latent_dim == LATENT and model.n_points == N
     assert (model.generator.noise_dim, model.generator.hidden, model.generator.latent_dim) == (128, (256, 512), LATENT)

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from pc3d.models import SaveGeneratedSamples, TreeGAN
+from pc3d.callbacks import GenerationMetrics, SaveGeneratedSamples
+from pc3d.models import TreeGAN
 from pc3d.models.treegan import gradient_penalty, load_generator_weights
 from pc3d.nn import PointCritic, TreeGenerator
 from tests.helpers import (
@@ -140,19 +141,21 @@ def test_validation_logs_metrics_and_saves_fixed_samples(tmp_path):
     torch.manual_seed(0)
     model = tiny_gan(n_critic=1)
     saver = SaveGeneratedSamples(tmp_path / "samples")
+    metrics = GenerationMetrics(max_refs=model.eval_samples, seed=model.eval_seed)
     t = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                   enable_model_summary=False, num_sanity_val_steps=0, max_epochs=1, limit_train_batches=1,
-                  callbacks=[saver])
+                  callbacks=[saver, metrics])
     t.fit(model, train_dataloaders=loader(4, 4), val_dataloaders=loader(8, 4, seed=1))
     m = t.callback_metrics
     assert torch.isfinite(m["val/wasserstein"])
-    try:
-        import pc3d.metrics.generative  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        assert {"val/mmd_cd", "val/cov_cd", "val/1nna_cd"} <= set(m)
-        assert 0.0 <= float(m["val/1nna_cd"]) <= 1.0
+    # the first eval_samples validation clouds against as many samples of eval_seed, by brute force
+    from tests.helpers import generation_metrics_reference
+
+    refs = torch.cat([b["points"] for b in loader(8, 4, seed=1)])[:model.eval_samples]
+    want = generation_metrics_reference(model.sample(len(refs), seed=model.eval_seed), refs)
+    assert float(m["val/mmd_cd"]) == pytest.approx(want["mmd_cd"], rel=1e-4)
+    assert float(m["val/cov_cd"]) == pytest.approx(want["cov_cd"]) and float(m["val/1nna_cd"]) == pytest.approx(
+        want["1nna_cd"])
     files = sorted((tmp_path / "samples").glob("epoch_*.npy"))
     assert len(files) == 1 and saver.last_path == files[0]
     import numpy as np
@@ -168,8 +171,7 @@ def test_fpd_hook_is_called(tmp_path):
         calls.append(samples.shape)
         return 1.5
 
-    model = tiny_gan(fpd=fpd)
-    out = model.evaluate_samples(torch.randn(4, N, 3), torch.randn(4, N, 3))
+    out = GenerationMetrics(fpd=fpd).evaluate_samples(torch.randn(4, N, 3), torch.randn(4, N, 3))
     assert out["fpd"] == 1.5 and calls == [(4, N, 3)]
 
 
@@ -182,12 +184,12 @@ def test_warm_start_from_autoencoder_decoder(tmp_path):
     ckpt = tmp_path / "ae.ckpt"
     torch.save({"state_dict": state}, ckpt)
 
-    model = tiny_gan(warm_start=str(ckpt))
+    model = tiny_gan(warm_start_ckpt_path=str(ckpt))
     model.setup("fit")
     for k, v in source.state_dict().items():
         assert torch.equal(model.generator.state_dict()[k], v)
     # load_model rebuilds without touching the warm-start file: hparams are plain
-    assert model.hparams["warm_start"] == str(ckpt) and "generator" not in model.hparams
+    assert model.hparams["warm_start_ckpt_path"] == str(ckpt) and "generator" not in model.hparams
 
     other = TreeGenerator([LATENT, 32, 8, 3], [2, 2, 4], support=2)
     torch.save({"state_dict": {f"decoder.{k}": v for k, v in other.state_dict().items()}}, ckpt)
@@ -220,7 +222,7 @@ def test_autoencoder_tree_decoder_config_warm_starts_the_gan_config(tmp_path):
         assert ae.eval()(torch.randn(1, 2048, 3)).shape == (1, 2048, 3)
     ckpt = tmp_path / "ae.ckpt"
     torch.save({"state_dict": ae.state_dict()}, ckpt)
-    gan = instantiate(compose_train(["model=treegan", f"model.warm_start={ckpt}"], tmp_path).model)
+    gan = instantiate(compose_train(["model=treegan", f"model.warm_start_ckpt_path={ckpt}"], tmp_path).model)
     gan.setup("fit")
     assert all(torch.equal(v, ae.decoder.state_dict()[k]) for k, v in gan.generator.state_dict().items())
 
