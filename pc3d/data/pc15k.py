@@ -52,7 +52,7 @@ memory-mapped ``.npy`` loading and the PointFlow row split.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +122,8 @@ class PC15kDataset(PointCloudSet):
             :func:`compute_global_stats` on the train split; pass the train statistics to
             val/test so every split shares them. ``None`` computes them from the train
             split of the same root and categories (from this set itself for ``split="all"``).
-        pointflow_split: train samples from rows ``[0, 10000)``, val/test from rows
-            ``[10000, P)`` (PointFlow); ``False`` samples from all rows.
+        pointflow_split: (keyword only) train samples from rows ``[0, 10000)``, val/test from
+            rows ``[10000, P)`` (PointFlow); ``False`` samples from all rows.
         in_memory: load (and validate) every file once at construction; otherwise files are
             memory-mapped per item and each is checked the first time it is read.
         seed: seed of the ``"fixed"`` sampling.
@@ -131,6 +131,11 @@ class PC15kDataset(PointCloudSet):
             applied after normalization (e.g. :class:`pc3d.data.transforms.RandomRotateY`).
         skip_bad: check every file at construction; bad ones are dropped and listed in
             :attr:`bad_files` instead of raising.
+        few_points: as in :class:`~pc3d.data.base.PointCloudSet` (PC15k files have 15,000
+            rows, so only ``n_points > 15000`` meets it; default ``"error"``).
+
+    Every argument but ``root`` and ``pointflow_split`` goes to
+    :class:`~pc3d.data.base.PointCloudSet` (positionally in this order after ``root``).
 
     Attributes:
         synsets: selected synset ids, sorted; ``label = synsets.index(synset)``.
@@ -150,35 +155,9 @@ class PC15kDataset(PointCloudSet):
 
     layout = "pc15k"
 
-    def __init__(
-        self,
-        root: str | Path,
-        categories: str | Sequence[str] = "all",
-        split: str = "train",
-        n_points: int = 2048,
-        sampling: str = "random",
-        normalize: str = "none",
-        global_stats: Mapping[str, Any] | None = None,
-        pointflow_split: bool = False,
-        in_memory: bool = False,
-        seed: int = 0,
-        transform=None,
-        skip_bad: bool = False,
-    ):
+    def __init__(self, root: str | Path, *args, pointflow_split: bool = False, **kwargs):
         self.pointflow_split = bool(pointflow_split)
-        super().__init__(
-            root,
-            categories=categories,
-            split=split,
-            n_points=n_points,
-            sampling=sampling,
-            normalize=normalize,
-            global_stats=global_stats,
-            in_memory=in_memory,
-            seed=seed,
-            transform=transform,
-            skip_bad=skip_bad,
-        )
+        super().__init__(root, *args, **kwargs)
 
     # ------------------------------------------------------------------ hooks
     def _check_options(self) -> None:
@@ -222,11 +201,6 @@ class PC15kDataset(PointCloudSet):
                 )
             items.extend((synset, p.stem, p) for p in found)
         return synsets, items
-
-    def _init_kwargs(self) -> dict[str, Any]:
-        kwargs = super()._init_kwargs()
-        del kwargs["few_points"]  # PC15k files all have 15,000 rows: always "error"
-        return kwargs
 
     def _default_global_stats(self) -> dict[str, Any]:
         return compute_global_stats(self if self.split == "all" else self._sibling("train"))

@@ -23,17 +23,15 @@ order first, so each cell's scan reads contiguous memory.
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
+
+from pc3d.ops.common import lazy_njit
 
 #: Target mean occupancy of a cell of the bounding box (1 was fastest on surface samples).
 POINTS_PER_CELL = 1.0
 #: Clouds whose first-two-shell candidates exceed this many per point go to the KD-tree.
 MAX_CANDIDATES_PER_POINT = 200.0
-
-_kernel = None
-_kernel_lock = threading.Lock()
 
 
 def _knn_within_grid_py(pts, k, points_per_cell, max_candidates, out, ok):  # pragma: no cover - jitted
@@ -180,23 +178,8 @@ def _knn_within_grid_py(pts, k, points_per_cell, max_candidates, out, ok):  # pr
                 out[b, i, t] = best_j[t]
 
 
-def have_numba() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def get_kernel():
-    """Compile the kernel on first use (numba's on-disk cache makes later processes fast)."""
-    global _kernel
-    with _kernel_lock:
-        if _kernel is None:
-            import numba
-
-            _kernel = numba.njit(nogil=True, cache=True)(_knn_within_grid_py)
-        return _kernel
+#: Compile the kernel on first use (numba's on-disk cache makes later processes fast).
+get_kernel = lazy_njit(_knn_within_grid_py)
 
 
 def grid_knn_within(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
 
-__all__ = ["get_pool", "num_threads", "reduce_per_cloud", "safe_sqrt"]
+__all__ = ["get_pool", "have_numba", "lazy_njit", "num_threads", "reduce_per_cloud", "safe_sqrt"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_key: tuple[int, int] | None = None
@@ -36,6 +37,32 @@ def get_pool(workers: int) -> ThreadPoolExecutor:
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pc3d-knn")
             _pool_key = key
         return _pool
+
+
+def have_numba() -> bool:
+    """Whether numba is importable."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def lazy_njit(py_func: Callable) -> Callable[[], Callable]:
+    """A function returning ``numba.njit(nogil=True, cache=True)(py_func)``, compiled on its first
+    call (once, thread-safe; numba's on-disk cache makes later processes fast)."""
+    lock = threading.Lock()
+    compiled: list[Callable] = []
+
+    def get_kernel() -> Callable:
+        with lock:
+            if not compiled:
+                import numba
+
+                compiled.append(numba.njit(nogil=True, cache=True)(py_func))
+            return compiled[0]
+
+    return get_kernel
 
 
 def safe_sqrt(d2: Tensor) -> Tensor:

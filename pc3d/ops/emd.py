@@ -54,7 +54,6 @@ of the cost of the returned near-optimal bijection). With ``squared=False`` the 
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -62,7 +61,8 @@ import torch
 from torch import Tensor
 
 from pc3d.geometry.checks import validate_pair
-from pc3d.ops.common import get_pool, num_threads, reduce_per_cloud, safe_sqrt
+from pc3d.ops.common import get_pool, lazy_njit, num_threads, reduce_per_cloud, safe_sqrt
+from pc3d.ops.common import have_numba as _have_numba
 from pc3d.ops.knn import gather_points
 
 __all__ = ["EMDResult", "METHODS", "emd"]
@@ -264,27 +264,8 @@ def _auction_pair_py(x, y, squared, tol, eps0_div, factor, floor_rel, m_cache): 
     return p2o
 
 
-_numba_kernel = None
-_numba_lock = threading.Lock()
-
-
-def _have_numba() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _get_numba_kernel():
-    """Compile the auction kernel on first use (numba's on-disk cache makes later runs fast)."""
-    global _numba_kernel
-    with _numba_lock:
-        if _numba_kernel is None:
-            import numba
-
-            _numba_kernel = numba.njit(nogil=True, cache=True)(_auction_pair_py)
-        return _numba_kernel
+#: Compile the auction kernel on first use (numba's on-disk cache makes later runs fast).
+_get_numba_kernel = lazy_njit(_auction_pair_py)
 
 
 def _auction_numba(x: Tensor, y: Tensor, squared: bool, tol: float) -> Tensor:

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from pc3d.geometry.checks import validate_cloud, validate_pair
 from pc3d.ops.common import get_pool, num_threads
+from pc3d.ops.common import have_numba as _have_numba
 
 __all__ = [
     "BACKENDS",
@@ -67,12 +68,6 @@ _NUMPY_DTYPES = (torch.float32, torch.float64)
 
 
 # ----------------------------------------------------------------------------- back-ends
-
-
-def _have_numba() -> bool:
-    from pc3d.ops._grid_knn import have_numba
-
-    return have_numba()
 
 
 def _to_numpy64(t: Tensor) -> np.ndarray:
@@ -139,30 +134,37 @@ def _torch_indices(x: Tensor, y: Tensor, chunk_size: int | None) -> Tensor:
     yt = yc.transpose(1, 2)  # (B, 3, M)
     xm2 = -2.0 * xc
     use_matmul = _exact_matmul(x.dtype)
-    if chunk_size is None:
-        rows = max(1, TORCH_TILE_BYTES // (M * x.element_size()))
-    else:
-        rows = int(chunk_size)
+    idx = torch.empty(B, N, dtype=torch.int64, device=x.device)
+    for b0, b1, r0, r1 in _tiles(B, N, M, x.element_size(), chunk_size):
+        # score = ||y||^2 - 2 x.y; ||x||^2 is constant along each row and does not change
+        # the argmin.
+        score = _tile_scores(y2[b0:b1], xm2[b0:b1, r0:r1], yt[b0:b1], use_matmul)
+        idx[b0:b1, r0:r1] = score.argmin(dim=-1)
+    return idx
+
+
+def _tiles(B: int, N: int, M: int, element_size: int, chunk_size: int | None):
+    """``(b0, b1, r0, r1)`` tiles of a ``(B, N, M)`` score tensor: ``chunk_size`` rows (default:
+    about ``TORCH_TILE_BYTES`` per tile), several clouds per tile when one cloud's ``N`` rows fit."""
+    rows = max(1, TORCH_TILE_BYTES // (M * element_size)) if chunk_size is None else int(chunk_size)
     if rows >= N:
         b_step, rows = max(1, rows // N), N
     else:
         b_step = 1
-    idx = torch.empty(B, N, dtype=torch.int64, device=x.device)
     for b0 in range(0, B, b_step):
         b1 = min(B, b0 + b_step)
         for r0 in range(0, N, rows):
-            r1 = min(N, r0 + rows)
-            # score = ||y||^2 - 2 x.y; ||x||^2 is constant along each row and does not change
-            # the argmin.
-            a, yb = xm2[b0:b1, r0:r1], yt[b0:b1]
-            if use_matmul:
-                score = torch.baddbmm(y2[b0:b1], a, yb)
-            else:
-                # TF32 / bf16 matmul modes could pick wrong neighbours: sum the 3 terms exactly.
-                score = torch.addcmul(y2[b0:b1], a[..., 0:1], yb[:, 0:1])
-                score.addcmul_(a[..., 1:2], yb[:, 1:2]).addcmul_(a[..., 2:3], yb[:, 2:3])
-            idx[b0:b1, r0:r1] = score.argmin(dim=-1)
-    return idx
+            yield b0, b1, r0, min(N, r0 + rows)
+
+
+def _tile_scores(sq: Tensor, a: Tensor, bt: Tensor, use_matmul: bool) -> Tensor:
+    """``sq + a @ bt`` for ``a`` (b, r, 3), ``bt`` (b, 3, M), ``sq`` (b, 1, M): one matmul, or, when
+    TF32 / bf16 matmul modes could pick wrong neighbours, the 3 terms summed exactly."""
+    if use_matmul:
+        return torch.baddbmm(sq, a, bt)
+    score = torch.addcmul(sq, a[..., 0:1], bt[:, 0:1])
+    score.addcmul_(a[..., 1:2], bt[:, 1:2]).addcmul_(a[..., 2:3], bt[:, 2:3])
+    return score
 
 
 def _drop_self(idx: np.ndarray) -> np.ndarray:
@@ -239,25 +241,12 @@ def _torch_knn_within(x: Tensor, k: int, chunk_size: int | None) -> Tensor:
     xt = xc.transpose(1, 2)  # (B, 3, N)
     xm2 = -2.0 * xc
     use_matmul = _exact_matmul(x.dtype)
-    rows = max(1, TORCH_TILE_BYTES // (N * x.element_size())) if chunk_size is None else int(chunk_size)
-    if rows >= N:
-        b_step, rows = max(1, rows // N), N
-    else:
-        b_step = 1
     idx = torch.empty(B, N, k, dtype=torch.int64, device=x.device)
-    for b0 in range(0, B, b_step):
-        b1 = min(B, b0 + b_step)
-        for r0 in range(0, N, rows):
-            r1 = min(N, r0 + rows)
-            a, xb = xm2[b0:b1, r0:r1], xt[b0:b1]
-            if use_matmul:
-                score = torch.baddbmm(x2[b0:b1], a, xb)
-            else:
-                score = torch.addcmul(x2[b0:b1], a[..., 0:1], xb[:, 0:1])
-                score.addcmul_(a[..., 1:2], xb[:, 1:2]).addcmul_(a[..., 2:3], xb[:, 2:3])
-            own = torch.arange(r0, r1, device=x.device)
-            score[:, own - r0, own] = float("inf")  # a point is not its own neighbour
-            idx[b0:b1, r0:r1] = score.topk(k, dim=-1, largest=False, sorted=True).indices
+    for b0, b1, r0, r1 in _tiles(B, N, N, x.element_size(), chunk_size):
+        score = _tile_scores(x2[b0:b1], xm2[b0:b1, r0:r1], xt[b0:b1], use_matmul)
+        own = torch.arange(r0, r1, device=x.device)
+        score[:, own - r0, own] = float("inf")  # a point is not its own neighbour
+        idx[b0:b1, r0:r1] = score.topk(k, dim=-1, largest=False, sorted=True).indices
     return idx
 
 

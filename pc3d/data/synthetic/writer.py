@@ -229,37 +229,24 @@ def generate(
 def ensure_generated(
     root: str | os.PathLike,
     *,
-    n_per_category: int = 100,
-    n_points: int = 15000,
-    n_views: int = 4,
-    image_size: int = 137,
-    seed: int = 0,
-    categories: str | Iterable[str] | None = None,
-    splits: Sequence[float] = (0.8, 0.1, 0.1),
     overwrite: bool = False,
     progress: bool = True,
     workers: int = 2,
+    **params: Any,
 ) -> Path:
     """Make sure ``root`` holds the built-in data set with these parameters; what
     ``prepare_data`` calls.
 
-    Returns at once (no mesh work, one message) when :func:`is_complete` holds; otherwise
-    builds what is missing exactly like :func:`generate`, with the same arguments, the
-    same return value and the same ``ValueError`` on a parameter mismatch.
+    ``params`` are the data set parameters of :func:`generate` (``n_per_category``,
+    ``n_points``, ``n_views``, ``image_size``, ``seed``, ``categories``, ``splits``), with its
+    defaults. Returns at once (no mesh work, one message) when :func:`is_complete` holds;
+    otherwise builds what is missing exactly like :func:`generate`, with the same arguments,
+    the same return value and the same ``ValueError`` on a parameter mismatch.
     """
-    kwargs = dict(
-        n_per_category=n_per_category,
-        n_points=n_points,
-        n_views=n_views,
-        image_size=image_size,
-        seed=seed,
-        categories=categories,
-        splits=splits,
-    )
-    if not overwrite and is_complete(root, **kwargs):
+    if not overwrite and is_complete(root, **params):
         _say(progress, f"{dataset_root(root)}: already complete; nothing to do")
         return dataset_root(root)
-    return generate(root, overwrite=overwrite, progress=progress, workers=workers, **kwargs)
+    return generate(root, overwrite=overwrite, progress=progress, workers=workers, **params)
 
 
 def _run_categories(
