@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from pc3d.data.base import SAMPLINGS, PointCloudSet, parse_global_stats
 from pc3d.data.layouts import LAYOUTS, detect_layout, layout_class
 from pc3d.data.pc15k import PC15kDataset
+from pc3d.data.sampling import ResumableDataLoader
 from pc3d.data.splits import SPLITS
 from pc3d.data.taxonomy import PC15K_DIRNAME
 
@@ -366,6 +367,10 @@ class PointCloudDataModule(LightningDataModule):
             collate_fn=collate,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
+            # with workers, starting an iterator draws its base seed from this generator, not from
+            # torch's global RNG: a resumed run (which starts its persistent workers at another
+            # time than an uninterrupted one) then makes the same global draws
+            generator=torch.Generator().manual_seed(self.seed) if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -377,7 +382,24 @@ class PointCloudDataModule(LightningDataModule):
                 f"the train split of {self.root} has {n} items, fewer than batch_size={self.batch_size}; "
                 f"with drop_last=True no batch would be produced: lower batch_size or set drop_last=False"
             )
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=self.drop_last)
+        # Same batches as DataLoader(shuffle=True); its position is saved in checkpoints (mid-epoch resume).
+        return ResumableDataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            drop_last=self.drop_last,
+            num_workers=self.num_workers,
+            consumed=self._train_batches_used,
+            collate_fn=collate,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )
+
+    def _train_batches_used(self) -> int | None:
+        """Batches of the current epoch that training has used (``None`` outside a trainer)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return None
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def val_dataloader(self) -> DataLoader:
         if self.val_set is None:
