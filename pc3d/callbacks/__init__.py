@@ -5,13 +5,10 @@ samples, media, RNG, provenance). The evaluation protocols and their logged keys
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
-import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from pc3d.callbacks.evaluation import GenerationMetrics, LinearProbe, ReconstructionMetrics
@@ -91,46 +88,91 @@ class RNGStateCheckpoint(L.Callback):
     """Store the Python, NumPy and torch (CPU and CUDA) RNG states in checkpoints, restore on resume.
 
     Lightning checkpoints do not hold RNG states; without them a resumed run draws different
-    random point subsets than an uninterrupted one. States are saved as plain lists and tensors
-    so that ``torch.load(..., weights_only=True)`` can read the checkpoint.
+    random point subsets, dropout masks and GAN noise than an uninterrupted one. States are saved
+    as plain lists and tensors (:func:`pc3d.data.sampling.rng_states`) so that
+    ``torch.load(..., weights_only=True)`` can read the checkpoint.
+
+    When they are restored matters, for a resumed run to be bitwise equal to an uninterrupted one:
+
+    * at load (so that anything before training draws from them, as before);
+    * again at the next ``on_train_epoch_start`` when Lightning builds a new train iterator after
+      it: on a restart from a checkpoint saved at the end of an epoch's validation, Lightning
+      builds a train-loader iterator, re-runs the end of the saved epoch and builds the next
+      epoch's iterator; the first one drew from the restored states (its shuffle seed, its first
+      batch) and is thrown away (a checkpoint from ``on_train_epoch_end`` keeps the first one);
+    * a checkpoint taken mid-epoch is resumed by the train loader itself when it is a
+      :class:`pc3d.data.sampling.ResumableDataLoader` (it refetches the pending batch from the
+      states before it and then sets the states saved here); ``on_train_epoch_start`` is not
+      called then, and the pending restore is dropped at the first training batch.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: dict[str, Any] | None = None
+
     def state_dict(self) -> dict[str, Any]:
-        np_state = np.random.get_state()
-        py_state = random.getstate()
-        state = {
-            "torch": torch.get_rng_state(),
-            "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                      "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
-            "python": {"version": py_state[0], "state": list(py_state[1]),
-                       "gauss": py_state[2] if py_state[2] is None else float(py_state[2])},
-        }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
+        from pc3d.data.sampling import rng_states
+
+        return rng_states()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        from pc3d.data.sampling import set_rng_states
+
         if not state_dict:
             return
-        torch.set_rng_state(state_dict["torch"])
-        n = state_dict["numpy"]
-        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-        p = state_dict["python"]
-        random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-        if "cuda" in state_dict and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        set_rng_states(state_dict)
+        self._pending = state_dict
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        from pc3d.data.sampling import set_rng_states
+
+        state, self._pending = self._pending, None
+        loop = trainer.fit_loop
+        # the condition under which Lightning's epoch loop builds a new train iterator after this hook
+        if state is not None and trainer.current_epoch > 0 and not loop.is_resuming and not loop.epoch_loop.restarting:
+            set_rng_states(state)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._pending = None
 
 
 class ConfigInCheckpoint(L.Callback):
-    """Put the resolved run configuration (plain containers, no OmegaConf) into every checkpoint.
+    """Put what to build, as data, into every checkpoint, and the run's config beside it as a record.
 
-    ``checkpoint["pc3d_config"]`` is what :func:`pc3d.models.load_model` uses to rebuild the
-    networks, so checkpoints load with ``torch.load(..., weights_only=True)``.
+    ``checkpoint["pc3d_build"]``: the ``model`` and ``data`` of the resolved run configuration
+    converted to registered names, versions and plain arguments
+    (:func:`pc3d.models.registry.config_to_build`); :func:`pc3d.models.load_model` builds from it
+    and nothing else, so a checkpoint never runs code. ``checkpoint["pc3d_config_record"]``: the
+    whole config as YAML text, a record that nothing instantiates. When the config names a class
+    that is not registered, only the record is written (with a warning): such a checkpoint holds
+    weights but cannot be rebuilt by ``load_model``.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
+        import logging
+
+        from omegaconf import OmegaConf
+
+        from pc3d.models.registry import BuildDataError, config_to_build
+
         self.config = config
+        try:
+            self.record = OmegaConf.to_yaml(OmegaConf.create(config)) if config else ""
+        except Exception:  # a record only: never fail a run over it
+            self.record = repr(config)
+        self.build: dict[str, Any] | None = None
+        try:
+            self.build = config_to_build(config)
+        except BuildDataError as e:
+            logging.getLogger("pc3d.callbacks").warning(
+                "checkpoints of this run hold no build data (pc3d.models.load_model cannot rebuild them): %s", e)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        checkpoint["pc3d_config"] = self.config
+        import copy
+
+        from pc3d.models.registry import BUILD_KEY, RECORD_KEY
+
+        checkpoint[RECORD_KEY] = self.record
+        if self.build is not None:
+            checkpoint[BUILD_KEY] = copy.deepcopy(self.build)

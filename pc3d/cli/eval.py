@@ -97,15 +97,13 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _datamodule(cfg: DictConfig, ckpt_cfg: dict | None):
-    """The data module of the checkpoint's run, with ``cfg.data`` merged over it."""
-    from hydra.utils import instantiate
+def _datamodule(cfg: DictConfig, ckpt_build: dict | None):
+    """The data module of the checkpoint's run (its build data, ``pc3d.models.io.read_build``), with
+    ``cfg.data`` merged over it; built from registered classes only (never a stored ``_target_``)."""
+    from pc3d.models.io import build_datamodule
 
-    base = OmegaConf.create((ckpt_cfg or {}).get("data") or {})
-    data_cfg = OmegaConf.merge(base, cfg.get("data") or {})
-    if "_target_" not in data_cfg:
-        raise ValueError("no data config: the checkpoint has none; pass data._target_ and friends (see conf/data/)")
-    return instantiate(data_cfg)
+    overrides = OmegaConf.to_container(cfg.get("data") or OmegaConf.create({}), resolve=True)
+    return build_datamodule((ckpt_build or {}).get("data"), overrides, source=str(cfg.get("ckpt_path") or ""))
 
 
 def _split_clouds(dm, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,10 +115,10 @@ def _split_clouds(dm, split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _load_ckpt_model(path: str, device: torch.device):
-    from pc3d.models.io import load_model, read_checkpoint_config
+    from pc3d.models.io import load_model, read_build
 
     model = load_model(path).to(device).eval()
-    return model, read_checkpoint_config(path)
+    return model, read_build(path)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -169,11 +167,11 @@ def _reconstruction(model, dm, cfg: DictConfig, device: torch.device) -> dict:
 
 def _fpd_stats(cfg: DictConfig, device: torch.device) -> dict:
     from pc3d.metrics.fpd import compute_features, feature_statistics, save_statistics
-    from pc3d.models.io import load_classifier, read_checkpoint_config
+    from pc3d.models.io import load_classifier, read_build
 
     if not cfg.fpd.classifier_ckpt_path:
         raise ValueError("task=fpd_stats needs fpd.classifier_ckpt_path=<classifier checkpoint or state_dict>")
-    ckpt_cfg = read_checkpoint_config(cfg.fpd.classifier_ckpt_path)
+    ckpt_cfg = read_build(cfg.fpd.classifier_ckpt_path)
     net = load_classifier(cfg.fpd.classifier_ckpt_path).to(device)
     dm = _datamodule(cfg, ckpt_cfg)
     clouds, _ = _split_clouds(dm, cfg.split)

@@ -1,7 +1,17 @@
-"""Every checkpoint read of pc3d, in one place, safely (``torch.load(weights_only=True)``).
+"""Every checkpoint read of pc3d, in one place, safely: a checkpoint never runs code (issue 14).
+
+Files are read with ``torch.load(weights_only=True)`` (a raw pickle is refused with an error
+naming the file), and models are rebuilt only from the *build data* ``ckpt["pc3d_build"]``: the
+registered names, versions and plain arguments of :mod:`pc3d.models.registry`, never a Hydra
+``_target_``. The run's Hydra config travels beside it as YAML text (``ckpt["pc3d_config_record"]``),
+a record that is never instantiated. Old checkpoints (``ckpt["pc3d_config"]`` only) are converted
+when every ``_target_`` in their ``model`` and ``data`` is a registered pc3d class with plain
+arguments, and refused otherwise.
 
 * :func:`load_model`: a ``pc3d-train`` model checkpoint -> the LightningModule;
-* :func:`read_checkpoint_config`: the plain-dict run config stored in a checkpoint;
+* :func:`read_build`: the validated build data of a checkpoint (``None`` when absent);
+* :func:`read_checkpoint_config`: its plain arguments (``{"model": ..., "data": ...}``, names dropped);
+* :func:`build_datamodule`: the data module of a checkpoint's run, with overrides;
 * :func:`load_frozen_autoencoder`: the same for an autoencoder, frozen (Image2Cloud, l-GAN);
 * :func:`load_classifier`: the FPD feature network (a ``pc3d-train`` classifier checkpoint or a
   plain ``PointNetCls`` state_dict);
@@ -12,6 +22,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,36 +31,174 @@ import lightning as L
 import torch
 from torch import nn
 
-__all__ = ["fpd_scorer", "load_classifier", "load_frozen_autoencoder", "load_model", "read_checkpoint_config"]
+from pc3d.models.registry import (
+    BUILD_KEY,
+    BuildDataError,
+    args_view,
+    build,
+    check_build,
+    check_data,
+    config_to_spec,
+    is_spec,
+    known_names,
+)
+
+__all__ = [
+    "CheckpointError",
+    "build_datamodule",
+    "config_view",
+    "fpd_scorer",
+    "load_classifier",
+    "load_frozen_autoencoder",
+    "load_model",
+    "read_build",
+    "read_checkpoint_config",
+    "torch_load",
+]
+
+LEGACY_KEY = "pc3d_config"
 
 
-def load_model(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> L.LightningModule:
-    """Load a model checkpoint written by ``pc3d-train`` without unpickling arbitrary objects.
+class CheckpointError(ValueError):
+    """A file pc3d refuses to load as a checkpoint (the message names the file and the key)."""
 
-    The checkpoint is read with ``torch.load(weights_only=True)``; the networks are rebuilt from
-    the plain-dict config stored under ``"pc3d_config"`` (see
-    :class:`pc3d.callbacks.ConfigInCheckpoint`) and the weights loaded strictly. The model is
-    returned in eval mode.
-    """
-    from hydra.utils import instantiate
 
-    path = Path(ckpt_path)
+def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``; a missing file raises ``FileNotFoundError``, a pickle
+    that needs arbitrary objects (or code) or an unreadable file a :class:`CheckpointError` naming it."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    cfg = ckpt.get("pc3d_config")
-    if not isinstance(cfg, dict) or "model" not in cfg:
-        raise ValueError(f"{path}: no 'pc3d_config' with a 'model' entry; was it written by pc3d-train?")
-    model = instantiate(cfg["model"])
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    return model.eval()
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a pc3d checkpoint or an untrusted pickle; refusing to load "
+                              f"(torch.load(weights_only=True): {first[:200]})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: "
+                              f"{str(e).strip()[:200]})") from None
+
+
+def _build_data(ckpt: Any, path: Path) -> dict[str, Any] | None:
+    """The validated build data of a loaded checkpoint: ``ckpt["pc3d_build"]``, or an old
+    ``ckpt["pc3d_config"]`` converted (registered targets only); ``None`` when it has neither."""
+    if not isinstance(ckpt, Mapping):
+        return None
+    if BUILD_KEY in ckpt:
+        try:
+            return check_build(ckpt[BUILD_KEY], source=str(path))
+        except BuildDataError as e:
+            raise CheckpointError(str(e)) from None
+    if LEGACY_KEY not in ckpt:
+        return None
+    cfg = ckpt[LEGACY_KEY]
+    try:
+        if not isinstance(cfg, Mapping) or not isinstance(cfg.get("model"), Mapping):
+            raise BuildDataError(f"{LEGACY_KEY}: no 'model' entry")
+        out = {"format": "pc3d-checkpoint", "version": 1,
+               "model": config_to_spec(cfg["model"], "model"),
+               "data": config_to_spec(cfg["data"], "data") if cfg.get("data") else None}
+        check_data(out["model"], "model")  # a spec, or plain arguments only (readable, not buildable)
+        check_data(out["data"], "data")
+        return out
+    except BuildDataError as e:
+        raise CheckpointError(
+            f"{path}: an old-format checkpoint ({LEGACY_KEY!r}, no {BUILD_KEY!r}) that cannot be converted: {e}. "
+            f"Only registered pc3d classes with plain arguments are rebuilt; refusing to load. If you trust "
+            f"the file, re-save it with this pc3d (pc3d-train writes {BUILD_KEY!r})") from None
+
+
+def read_build(ckpt_path: str | os.PathLike) -> dict[str, Any] | None:
+    """The validated build data of the checkpoint ``ckpt_path`` (``{"format", "version", "model",
+    "data"}``; ``None`` for a file without any, e.g. a bare state_dict). Raises
+    :class:`CheckpointError` for refused content."""
+    path = Path(ckpt_path)
+    return _build_data(torch_load(path), path)
+
+
+def config_view(ckpt: Any, path: str | os.PathLike) -> dict[str, Any] | None:
+    """The plain arguments of a loaded checkpoint's build data (``{"model": ..., "data": ...}``,
+    nested networks as their argument dicts), ``None`` when it has none."""
+    data = _build_data(ckpt, Path(path))
+    return None if data is None else {"model": args_view(data["model"]), "data": args_view(data.get("data"))}
 
 
 def read_checkpoint_config(ckpt_path: str | os.PathLike) -> dict | None:
-    """The ``"pc3d_config"`` plain dict of a checkpoint (``None`` when absent), read with
-    ``torch.load(weights_only=True)`` on the CPU."""
-    obj = torch.load(Path(ckpt_path), map_location="cpu", weights_only=True)
-    return obj.get("pc3d_config") if isinstance(obj, dict) else None
+    """The plain arguments stored in a checkpoint, ``{"model": {...}, "data": {...} or None}`` (names
+    dropped; see :func:`config_view`), ``None`` when absent. Nothing is built."""
+    return config_view(torch_load(ckpt_path), ckpt_path)
+
+
+def _model_from(ckpt: Any, path: Path) -> L.LightningModule:
+    data = _build_data(ckpt, path)
+    if data is None:
+        raise CheckpointError(f"{path}: no {BUILD_KEY!r} build data; was it written by pc3d-train? (a checkpoint "
+                              f"whose config named unregistered classes keeps only a record and cannot be rebuilt)")
+    if not is_spec(data["model"]):
+        raise CheckpointError(f"{path}: model: no registered model class named (known: {known_names()})")
+    try:
+        model = build(data["model"], key="model", source=str(path))
+    except BuildDataError as e:
+        raise CheckpointError(str(e)) from None
+    state = ckpt.get("state_dict")
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: no 'state_dict' of weights")
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def load_model(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> L.LightningModule:
+    """Load a model checkpoint written by ``pc3d-train``; the checkpoint runs no code.
+
+    The file is read with ``torch.load(weights_only=True)``; the model is built from its build
+    data (registered classes of :mod:`pc3d.models.registry`, plain arguments) and the weights
+    loaded strictly. The model is returned in eval mode. Raises ``FileNotFoundError`` for a
+    missing file and :class:`CheckpointError` (a ``ValueError``) naming the file and the key for
+    anything refused.
+    """
+    path = Path(ckpt_path)
+    return _model_from(torch_load(path, map_location=map_location), path)
+
+
+def _deep_merge(base: Any, over: Any) -> Any:
+    if isinstance(base, Mapping) and isinstance(over, Mapping) and not is_spec(over):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _deep_merge(base.get(k), v) if k in base else v
+        return out
+    return over
+
+
+def build_datamodule(spec: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None,
+                     source: str = "") -> Any:
+    """The data module of a checkpoint's build data ``spec`` (``read_build(path)["data"]``), with the
+    user's ``overrides`` (``data.*`` keys of ``pc3d-eval``; a ``_target_`` there must be a registered
+    data module) merged over its arguments. Built by :func:`pc3d.models.registry.build`."""
+    overrides = dict(overrides or {})
+    name = version = None
+    if "_target_" in overrides:
+        try:
+            user = config_to_spec(overrides, "data")
+        except BuildDataError as e:
+            raise ValueError(f"data: {e}") from None
+        name, version, overrides = user["name"], user["version"], user["args"]
+    else:
+        try:
+            overrides = config_to_spec(overrides, "data")
+        except BuildDataError as e:
+            raise ValueError(f"data: {e}") from None
+    base = spec if spec is not None and not is_spec(spec) else None  # plain arguments, no name
+    if base is not None:
+        spec = None
+    if spec is None and name is None:
+        raise ValueError("no data config: the checkpoint has none; pass data._target_ and friends (see conf/data/)")
+    args = _deep_merge(dict(spec["args"]) if spec is not None else dict(base or {}), overrides)
+    merged = {"name": name or spec["name"], "version": version or spec["version"], "args": args}
+    try:
+        return build(merged, key="data", source=source)
+    except BuildDataError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def load_frozen_autoencoder(ckpt_path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
@@ -78,14 +228,15 @@ def load_classifier(path: str | os.PathLike, *, k: int = 16, map_location: str |
     Accepts a ``pc3d-train`` checkpoint (``experiment=fpd_classifier_*``; its ``net`` is
     returned) or a plain state_dict of the common ``PointNetCls`` layout (e.g. tree-GAN's
     pretrained ``k = 16`` classifier), loaded strictly into ``PointNetClassifier(k)``. Both
-    are read with ``torch.load(weights_only=True)``.
+    are read with ``torch.load(weights_only=True)``; a checkpoint's build data is checked as by
+    :func:`load_model`.
     """
     from pc3d.nn.pointnet_cls import PointNetClassifier
 
     path = Path(path)
-    obj = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(obj, dict) and "pc3d_config" in obj:
-        model = load_model(path, map_location=map_location)
+    obj = torch_load(path, map_location=map_location)
+    if isinstance(obj, dict) and (BUILD_KEY in obj or LEGACY_KEY in obj):
+        model = _model_from(obj, path)
         net = getattr(model, "net", model)
         return net.eval()
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj

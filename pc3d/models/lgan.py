@@ -33,12 +33,13 @@ def load_autoencoder_for_lgan(ae_ckpt_path: str | os.PathLike | None) -> tuple[n
     """The frozen autoencoder of ``ae_ckpt_path`` (a ``pc3d-train`` checkpoint), with its configs.
 
     Rebuilt by :func:`pc3d.models.image2cloud.load_frozen_autoencoder` (``weights_only=True``, eval
-    mode, ``requires_grad=False``). Returns ``(autoencoder, model config, data config)``: the plain
-    dicts of the checkpoint's ``pc3d_config`` (``None`` when absent). Raises ``ValueError`` when
-    ``ae_ckpt_path`` is not given and ``FileNotFoundError`` when the file does not exist, both naming
-    the ``model.ae_ckpt_path`` key.
+    mode, ``requires_grad=False``). Returns ``(autoencoder, model spec, data args)``: the checkpoint's
+    model build spec and its data arguments (:mod:`pc3d.models.registry`; ``None`` when absent).
+    Raises ``ValueError`` when ``ae_ckpt_path`` is not given and ``FileNotFoundError`` when the file
+    does not exist, both naming the ``model.ae_ckpt_path`` key.
     """
-    from pc3d.models.io import load_frozen_autoencoder, read_checkpoint_config
+    from pc3d.models.io import load_frozen_autoencoder, read_build
+    from pc3d.models.registry import args_view
 
     if ae_ckpt_path is None or str(ae_ckpt_path) in ("", "???"):
         raise ValueError("LatentGAN: model.ae_ckpt_path is required: the checkpoint of a pretrained pc3d "
@@ -52,10 +53,9 @@ def load_autoencoder_for_lgan(ae_ckpt_path: str | os.PathLike | None) -> tuple[n
         ae = load_frozen_autoencoder(path)
     except ValueError as e:  # its messages name Image2Cloud: say which key points at the file
         raise ValueError(f"LatentGAN: model.ae_ckpt_path={ae_ckpt_path}: {e}") from e
-    cfg = read_checkpoint_config(path)
-    model_cfg = cfg.get("model") if isinstance(cfg, dict) else None
-    data_cfg = cfg.get("data") if isinstance(cfg, dict) else None
-    return ae, (model_cfg if isinstance(model_cfg, dict) else None), (data_cfg if isinstance(data_cfg, dict) else None)
+    build = read_build(path) or {}  # the AE's build data (registered names, plain args; see pc3d.models.registry)
+    data_cfg = args_view(build.get("data"))
+    return ae, build.get("model"), (data_cfg if isinstance(data_cfg, dict) else None)
 
 
 class LatentGAN(ReferenceEvaluation, L.LightningModule):
@@ -75,7 +75,7 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
     is overridden, and encoding sets eval mode again), so its BatchNorm statistics never change.
     It is a registered submodule (``autoencoder.*`` in ``state_dict``): a checkpoint holds all
     the weights it needs to sample, and, through :meth:`on_save_checkpoint`, the autoencoder's
-    own model config under ``pc3d_config["model"]["autoencoder"]``, so that
+    own build spec under ``pc3d_build["model"]["args"]["autoencoder"]``, so that
     :func:`pc3d.models.load_model` rebuilds the l-GAN (``autoencoder`` given, ``ae_ckpt_path`` not read)
     without the original autoencoder file. ``latent_dim`` (optional) must equal the autoencoder's.
 
@@ -223,12 +223,14 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
         return self.autoencoder.decoder(w)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the autoencoder's model config in ``pc3d_config["model"]["autoencoder"]`` (a copy;
-        the callback's config is not touched), so that ``load_model`` needs no ``ae_ckpt_path`` file."""
-        cfg = checkpoint.get("pc3d_config")
-        if self._ae_config is None or not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
+        """Store the autoencoder's build spec in ``pc3d_build["model"]["args"]["autoencoder"]`` (a copy;
+        the callback's data is not touched), so that ``load_model`` needs no ``ae_ckpt_path`` file."""
+        build = checkpoint.get("pc3d_build")
+        model = build.get("model") if isinstance(build, dict) else None
+        if self._ae_config is None or not isinstance(model, dict) or not isinstance(model.get("args"), dict):
             return
-        checkpoint["pc3d_config"] = {**cfg, "model": {**cfg["model"], "autoencoder": self._ae_config}}
+        checkpoint["pc3d_build"] = {**build, "model": {**model, "args": {**model["args"],
+                                                                         "autoencoder": self._ae_config}}}
 
     # ------------------------------------------------------------------ generation
     def forward(self, z: torch.Tensor) -> torch.Tensor:

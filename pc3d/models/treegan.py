@@ -47,7 +47,10 @@ def load_generator_weights(generator: nn.Module, ckpt_path: str | os.PathLike, p
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"warm start: checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    from pc3d.models.io import config_view, torch_load
+
+    ckpt = torch_load(path)  # weights_only=True; refuses raw pickles, naming the file
+    view = config_view(ckpt, path) if isinstance(ckpt, dict) else None  # refuses call keys in build data
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"warm start: {path} holds neither a Lightning checkpoint nor a state dict")
@@ -73,20 +76,19 @@ def load_generator_weights(generator: nn.Module, ckpt_path: str | os.PathLike, p
             f"the same features/degrees/support? missing={missing[:5]}, unexpected={unexpected[:5]}, "
             f"shape mismatches={mismatched[:5]}"
         )
-    _check_forward_rule(generator, ckpt, p, path)
+    _check_forward_rule(generator, view, p, path)
     generator.load_state_dict(sub, strict=True)
     return p
 
 
-def _check_forward_rule(generator: nn.Module, ckpt: Any, prefix: str, path: Path) -> None:
+def _check_forward_rule(generator: nn.Module, cfg: Any, prefix: str, path: Path) -> None:
     """Refuse weights trained under another forward rule (same shapes, different function).
 
-    The checkpoint's stored run config (``pc3d_config``, plain data) names the source network's
-    arguments; those in the generator's ``RULE_ARGS`` (e.g. a TreeGenerator's ``ancestor_scale``)
-    must agree, an absent one counting as its default.
+    ``cfg``, the checkpoint's stored arguments (:func:`pc3d.models.io.config_view`, plain data), names
+    the source network's arguments; those in the generator's ``RULE_ARGS`` (e.g. a TreeGenerator's
+    ``ancestor_scale``) must agree, an absent one counting as its default.
     """
     rules = getattr(type(generator), "RULE_ARGS", {})
-    cfg = ckpt.get("pc3d_config") if isinstance(ckpt, dict) else None
     model_cfg = cfg.get("model") if isinstance(cfg, dict) else None
     net_cfg = model_cfg.get(prefix.rstrip(".")) if isinstance(model_cfg, dict) and prefix else None
     if not isinstance(net_cfg, dict):

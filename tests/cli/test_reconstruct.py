@@ -127,7 +127,7 @@ def test_pc3d_eval_scores_an_image2cloud_checkpoint(img_ckpt, tmp_path):
 
     ckpt = torch.load(img_ckpt, map_location="cpu", weights_only=True)
     model = load_model(img_ckpt)
-    dm = _datamodule(cfg, ckpt["pc3d_config"])
+    dm = _datamodule(cfg, ckpt["pc3d_build"])
     cds = []
     with torch.no_grad():
         for batch in dm.probe_dataloader("test"):

@@ -251,7 +251,7 @@ def test_checkpoint_round_trip_needs_no_autoencoder_file(ae_ckpt, tmp_path):
     config = {"model": lgan_config(ae_ckpt)}  # what pc3d-train stores (plain containers)
     model, path = fit_and_save(config, tmp_path / "lgan.ckpt")
     ckpt = torch.load(path, weights_only=True)
-    assert ckpt["pc3d_config"]["model"]["autoencoder"]["_target_"] == "pc3d.models.Autoencoder"
+    assert ckpt["pc3d_build"]["model"]["args"]["autoencoder"]["name"] == "autoencoder"  # build data, no _target_
     assert "autoencoder" not in config["model"]  # the callback's config is not modified
     assert any(k.startswith("autoencoder.") and "running_var" in k for k in ckpt["state_dict"])
 
