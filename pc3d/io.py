@@ -2,7 +2,12 @@
 
 Atomic writes: every artefact pc3d writes goes through a temp file and a rename. A crash or a
 kill mid-write never leaves a truncated file under the final name, and a file that already
-exists is only replaced once the new one is complete.
+exists is only replaced once the new one is complete. The temp file is always in the target's
+own folder (so the rename never crosses filesystems and never turns into a copy) and is named
+``.<stem>.<pid>.<8 hex>.pc3d-tmp<suffix>`` (:data:`TEMP_NAME`): one left by a killed process is
+recognised and removed by :func:`remove_stale_temp_files` (``pc3d-train`` does so at start).
+:func:`atomic_open` is the durable variant (flush, fsync, rename, fsync the folder) that
+checkpoints use.
 
 Reading clouds: :func:`read_clouds` is the single reader of ``.npy`` / ``.npz`` clouds, used by
 ``pc3d-view``, ``pc3d-export`` (through :func:`pc3d.viz.io.load_clouds`, which adds the Open3D
@@ -15,26 +20,56 @@ processes) can use it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
 import secrets
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+
+#: Marker in the name of every temp file of an atomic write: ``.<stem>.<pid>.<8 hex>.pc3d-tmp<suffix>``.
+TEMP_MARK = "pc3d-tmp"
+#: The name of a temp file of :func:`atomic_write` / :func:`atomic_open` (groups ``stem``, ``pid``, ``suffix``).
+TEMP_NAME = re.compile(r"^\.(?P<stem>.*)\.(?P<pid>\d+)\.[0-9a-f]{8}\."
+                       + re.escape(TEMP_MARK) + r"(?P<suffix>\.[^.]*)?$")
+
+
+def temp_path(path: str | os.PathLike) -> Path:
+    """A fresh temp path beside ``path``, same suffix, named by :data:`TEMP_NAME` (with this process' pid)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.{TEMP_MARK}{path.suffix}")
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """fsync a folder, so that a rename or unlink in it survives a power loss (no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems refuse fsync on folders
+        if exc.errno not in (errno.EINVAL, errno.EBADF, errno.EPERM, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any], *, fsync: bool = True) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path`` (same suffix), then rename it onto ``path``.
 
-    The temporary file is removed if ``write`` fails; ``fsync=True`` flushes it to disk before
-    the rename. Returns ``path``.
+    The temporary file (named by :data:`TEMP_NAME`) is removed if ``write`` fails; ``fsync=True``
+    flushes it to disk before the rename. Returns ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    tmp = temp_path(path)
     try:
         write(tmp)
         if fsync:
@@ -45,6 +80,80 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any], *, fsync
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[IO[bytes]]:
+    """Open a temp file beside ``path`` for binary writing; on success make it ``path``, durably.
+
+    Steps: write (the ``with`` body) -> flush -> fsync the file -> ``os.replace`` onto ``path``
+    -> fsync the folder. The temp file is in ``path``'s own folder, so the rename is atomic on
+    every local filesystem: ``path`` is either the old complete file or the new complete one,
+    whatever kills the process or fills the disk. On any error (``KeyboardInterrupt`` and
+    ``SystemExit`` too) the temp file is removed and ``path`` is untouched. A temp file left by
+    a SIGKILL carries :data:`TEMP_NAME`; see :func:`remove_stale_temp_files`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "xb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def stale_temp_files(directory: str | os.PathLike, *, own_pid_is_stale: bool = False) -> list[Path]:
+    """The temp files of atomic writes in ``directory`` (not recursive) whose writing process is gone.
+
+    A temp file whose pid is a live process is kept (it may be another job's write in progress),
+    except this process' own when ``own_pid_is_stale`` (true at start-up, before this process
+    wrote anything: the pid was reused). Sorted; ``[]`` when the folder does not exist.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    out = []
+    for p in directory.iterdir():
+        m = TEMP_NAME.match(p.name)
+        if m is None or not p.is_file():
+            continue
+        pid = int(m["pid"])
+        if pid == os.getpid():
+            stale = own_pid_is_stale
+        else:
+            stale = not _pid_alive(pid)
+        if stale:
+            out.append(p)
+    return sorted(out)
+
+
+def remove_stale_temp_files(directory: str | os.PathLike, *, own_pid_is_stale: bool = False) -> list[Path]:
+    """Remove :func:`stale_temp_files` of ``directory`` (left by killed writers); returns those removed."""
+    removed = []
+    for p in stale_temp_files(directory, own_pid_is_stale=own_pid_is_stale):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed.append(p)
+    if removed:
+        fsync_dir(directory)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

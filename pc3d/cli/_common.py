@@ -4,13 +4,17 @@ The CLI policy (see ``DESIGN.md``): jobs are Hydra ``key=value`` commands with t
 (``ckpt_path``, ``out``, ``seed``, ``n_samples``); a job writes to ``out`` when given, else to its
 run folder ``${paths.log_dir}/<task_name>/runs/<time>`` (``PC3D_LOG_DIR`` moves ``paths.log_dir``).
 The run folder is ``hydra.run.dir`` in ``conf/hydra/default.yaml``, computed by the
-``pc3d.run_dir`` resolver registered here. Keys renamed by that policy are refused with a
+``pc3d.run_dir`` resolver registered here: ``out`` as given, else a timestamped folder that the
+resolver creates itself with an atomic ``mkdir`` (:func:`claim_dir`), so that two jobs started in
+the same second get two folders (``<time>`` and ``<time>_1``) and never share one.
+Keys renamed by that policy are refused with a
 message naming the new key (:func:`reject_renamed`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -40,8 +44,37 @@ def run_dir(out: Any, default: str) -> str:
     return str(path)
 
 
+def claim_dir(base: str | os.PathLike, max_tries: int = 10_000) -> str:
+    """Create and return a folder no other job has: ``base``, else ``base_1``, ``base_2`` ...
+
+    Each candidate is made with ``os.mkdir`` (atomic: exactly one of several processes racing
+    for a name succeeds), parents first. Used for the timestamped run folders, whose names
+    collide when two jobs start in the same second.
+    """
+    base = str(base).rstrip("/\\") or str(base)
+    Path(base).parent.mkdir(parents=True, exist_ok=True)
+    for i in range(max_tries):
+        candidate = base if i == 0 else f"{base}_{i}"
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{base}: {max_tries} run folders of that name exist already")
+
+
+def _run_dir_resolver(out: Any, default: str) -> str:
+    """The ``pc3d.run_dir`` resolver: :func:`run_dir`, where the default (timestamped) folder is
+    claimed with :func:`claim_dir`. Cached per config (``use_cache``, like Hydra's ``now``, and
+    copied by Hydra into every sweep job's config), so one job resolves to one folder however
+    often Hydra reads ``hydra.run.dir`` / ``hydra.sweep.dir``."""
+    if out is None or str(out) == "":
+        return claim_dir(default)
+    return run_dir(out, default)
+
+
 if not OmegaConf.has_resolver("pc3d.run_dir"):
-    OmegaConf.register_new_resolver("pc3d.run_dir", run_dir)
+    OmegaConf.register_new_resolver("pc3d.run_dir", _run_dir_resolver, use_cache=True)
 
 
 #: Keys renamed by the CLI policy, per command: ``{old key: new key}``.

@@ -5,13 +5,20 @@
 
     pc3d-train experiment=ae_synthetic trainer.max_epochs=10 [out=outputs/my_ae]
 
-The run folder is ``out`` when given, else ``${paths.log_dir}/<task_name>/runs/<time>``.
+The run folder is ``out`` when given, else ``${paths.log_dir}/<task_name>/runs/<time>`` (a
+``_1``, ``_2`` ... suffix when another run took that name in the same second).
+
+Checkpoints are written atomically in their own folder (:class:`pc3d.callbacks.checkpoint_io.AtomicCheckpointIO`,
+given to every Trainer built here); temp files of saves killed mid-write are removed at start.
+SIGTERM: Lightning stops at the next batch boundary, ``last.ckpt`` is saved and the process exits
+with status 143 (a SIGTERM before or after fitting exits with 143 at once).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,8 +44,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import WandbLogger
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from pc3d.callbacks import ConfigInCheckpoint
+    from pc3d.callbacks.checkpoint_io import (
+        SIGTERM_EXIT_CODE,
+        SaveOnSigterm,
+        checkpoint_plugins,
+        remove_stale_checkpoint_temps,
+    )
 
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
@@ -50,9 +64,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = instantiate(cfg.model)
     callbacks = instantiate_group(cfg.get("callbacks"))
     best_cb, last_cb = callbacks.get("model_checkpoint"), callbacks.get("last_checkpoint")
-    callbacks = [*callbacks.values(), ConfigInCheckpoint(plain_config(cfg))]
+    on_sigterm = SaveOnSigterm(last_cb if isinstance(last_cb, ModelCheckpoint) else None, output_dir / "checkpoints")
+    callbacks = [*callbacks.values(), ConfigInCheckpoint(plain_config(cfg)), on_sigterm]
     loggers = list(instantiate_group(cfg.get("logger")).values())
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # every checkpoint is written atomically in its own folder (AtomicCheckpointIO), wherever the run folder is
+    plugins = checkpoint_plugins(instantiate(cfg.trainer.plugins) if cfg.trainer.get("plugins") else None)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
     for lg in loggers:
         lg.log_hyperparams(plain_config(cfg))
 
@@ -60,13 +77,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ckpt_path = cfg.get("ckpt_path")
         if ckpt_path and not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics = scalar_metrics(trainer.callback_metrics)
-        best = best_cb.best_model_path if isinstance(best_cb, ModelCheckpoint) else ""
-        last = last_cb.best_model_path if isinstance(last_cb, ModelCheckpoint) else ""
-        if cfg.get("test") and not trainer.interrupted:
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
-            metrics.update(scalar_metrics(trainer.callback_metrics))
+        if trainer.is_global_zero:  # temp files of saves killed mid-write (SIGKILL, OOM) in a previous run
+            remove_stale_checkpoint_temps([*(getattr(cb, "dirpath", None) for cb in trainer.checkpoint_callbacks),
+                                           Path(ckpt_path).parent if ckpt_path else None])
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+            if trainer.received_sigterm:  # arrived too late for the loops to stop: save, then stop like them
+                on_sigterm.save(trainer)
+                raise SIGTERMException
+            metrics = scalar_metrics(trainer.callback_metrics)
+            best = best_cb.best_model_path if isinstance(best_cb, ModelCheckpoint) else ""
+            last = last_cb.best_model_path if isinstance(last_cb, ModelCheckpoint) else ""
+            if cfg.get("test") and not trainer.interrupted:
+                trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+                metrics.update(scalar_metrics(trainer.callback_metrics))
+        except SIGTERMException:
+            log.warning("stopped by SIGTERM%s; exiting with status %d",
+                        f" (resume: ckpt_path={on_sigterm.saved_path})" if on_sigterm.saved_path else "",
+                        SIGTERM_EXIT_CODE)
+            raise SystemExit(SIGTERM_EXIT_CODE) from None
     finally:
         for lg in loggers:
             if isinstance(lg, WandbLogger):  # one W&B run per job, also under -m sweeps
@@ -136,9 +165,21 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return train(cfg)["objective"]
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    """``pc3d-train``'s SIGTERM handler outside a fit: exit with status 143 (``finally`` blocks run,
+    so half-written atomic files are removed). During a fit Lightning's handler is installed in
+    front of this one and calls it too: it then does nothing, and the run stops (and saves) at the
+    next batch boundary."""
+    if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
+        from pc3d.callbacks.checkpoint_io import SIGTERM_EXIT_CODE
+
+        raise SystemExit(SIGTERM_EXIT_CODE)
+
+
 def main() -> None:
     """Console entry point ``pc3d-train``."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.INFO)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     hydra_entry("pc3d-train", "train", _hydra_main)
 
 
