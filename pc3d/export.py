@@ -97,7 +97,29 @@ def _cloud(points: Any) -> np.ndarray:
     a = as_cloud(points, "points")
     if len(a) < 4:
         raise ValueError(f"points: need at least 4 points to build a mesh, got shape {a.shape}")
+    check_spans_3d(a)
     return a
+
+
+def check_spans_3d(points: np.ndarray) -> None:
+    """``ValueError`` when points (N, 3) do not span 3D (all identical, collinear or coplanar, up to
+    a 1e-9 relative tolerance): every meshing method runs Qhull (Delaunay / normal orientation),
+    which fails on such input with a precision error."""
+    p = np.asarray(points, np.float64)
+    distinct = len(np.unique(p, axis=0))
+    if distinct < 4:
+        raise ValueError(
+            f"points: only {distinct} distinct point(s) among {len(p)}; a mesh needs at least 4 points "
+            f"that span 3D (export them with --method points instead)"
+        )
+    sv = np.linalg.svd(p - p.mean(axis=0), compute_uv=False)
+    if sv[2] <= 1e-9 * sv[0]:
+        what = "collinear" if sv[1] <= 1e-9 * sv[0] else "coplanar"
+        raise ValueError(
+            f"points: all {len(p)} points are {what} (singular values {sv[0]:.3g}, {sv[1]:.3g}, {sv[2]:.3g}); "
+            f"a surface mesh needs points that span 3D (Qhull cannot triangulate them); export them with "
+            f"--method points instead"
+        )
 
 
 def _o3d():
@@ -185,7 +207,13 @@ def cloud_to_mesh(points: Any, method: str = "alpha", **kwargs: Any):
     fns = {"poisson": poisson_mesh, "ball-pivoting": ball_pivoting_mesh, "alpha": alpha_shape_mesh}
     if method not in fns:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    mesh = fns[method](points, **kwargs)
+    try:
+        mesh = fns[method](points, **kwargs)
+    except RuntimeError as exc:  # Qhull (Delaunay / normal orientation) on degenerate input
+        if "qhull" not in str(exc).lower():
+            raise
+        first = str(exc).strip().splitlines()[0][:200]
+        raise ValueError(f"{method}: Qhull could not triangulate the points (degenerate input: {first})") from exc
     if len(mesh.triangles) == 0:
         raise ValueError(f"{method} produced no triangles (try other parameters or another method)")
     return mesh

@@ -43,7 +43,8 @@ def train_tiny_img2cloud(builtin_root: Path, output_dir: Path) -> Path:
     its last checkpoint (which stores the data config, so eval-style code rebuilds the data)."""
     from pc3d.cli.train import train
 
-    cfg = compose_train(["experiment=img2cloud", "model.ae_ckpt_path=null", "model.latent_weight=0", "model.latent_dim=8",
+    cfg = compose_train(["experiment=img2cloud", "model.ae_ckpt_path=null", "model.latent_weight=0",
+                         "model.latent_dim=8",
                          "model.decoder.features=[8,16,3]", "model.decoder.degrees=[4,16]", "model.decoder.support=2",
                          "data.n_points=64", "data.image_size=32", "model.encoder.input_size=32",
                          "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=1",

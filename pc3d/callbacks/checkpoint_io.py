@@ -153,6 +153,13 @@ class SaveOnSigterm(L.Callback):
                 and getattr(cb, "best_model_path", "") == path and Path(path).is_file()):
             self.saved_path = path
             return path
+        from pc3d.callbacks.nan_guard import nonfinite_tensors
+
+        bad, total = nonfinite_tensors(trainer.lightning_module.state_dict().items())
+        if bad:  # never replace a good last.ckpt with non-finite weights (the run still exits 143)
+            log.warning("SIGTERM: not writing %s: %d of %d tensors are non-finite (%s); the previous file is kept",
+                        path, len(bad), total, ", ".join(bad[:5]))
+            return None
         trainer.save_checkpoint(path)
         self.saved_path = path
         return path

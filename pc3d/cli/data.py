@@ -6,13 +6,14 @@ Usage::
                        [--image-size P] [--seed S] [--categories chair,table]
                        [--overwrite] [--workers W]
     python -m pc3d.cli.data generate --root data/pc3d_synthetic
-    pc3d-data inspect PATH [--layout auto] [--no-check] [--json]
+    pc3d-data inspect PATH [--layout auto] [--n-points 2048] [--no-check] [--json]
 
 ``generate`` builds (only what is missing of) the data set described in
 :mod:`pc3d.data.synthetic` and prints where it wrote, a table of shapes per category and
 split, the disk size and the time taken. ``inspect`` prints the layout it detects (see
 :mod:`pc3d.data.layouts`), a table of usable shapes per category and split, and every problem
-found (bad files with the reason, missing splits); it exits with 1 when it found problems, 2 when
+found (bad files with the reason, clouds with fewer rows than ``--n-points``, broken renderings,
+missing splits); it exits with 1 when it found problems, 2 when
 the folder is no known layout. Subcommands are argparse subparsers, each with a
 ``_cmd_<name>(args) -> int`` handler.
 """
@@ -67,7 +68,14 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         "training reads it) and missing splits. Exit status 1 when problems were found.",
     )
     p.add_argument("path", type=Path, help="data set root folder")
-    p.add_argument("--layout", default="auto", choices=["auto", *LAYOUTS], help="layout (default: detect)")
+    p.add_argument(
+        "--layout", default="auto", choices=["auto", *LAYOUTS, "renderings"], help="layout (default: detect)"
+    )
+    p.add_argument(
+        "--n-points", type=int, default=2048, metavar="N",
+        help="points per item training will draw (the data config's n_points, default 2048): clouds with "
+        "fewer rows are reported",
+    )
     p.add_argument("--no-check", action="store_true", help="only list files, do not read them")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_inspect)
@@ -157,7 +165,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from pc3d.data.inspect import inspect_root
 
     try:
-        report = inspect_root(args.path, layout=args.layout, check=not args.no_check)
+        if args.n_points < 1:
+            raise ValueError(f"--n-points must be >= 1, got {args.n_points}")
+        report = inspect_root(args.path, layout=args.layout, check=not args.no_check, n_points=args.n_points)
     except (ValueError, FileNotFoundError) as err:
         print(f"pc3d-data: error: {err}", file=sys.stderr)
         return 2
@@ -168,9 +178,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     how = "detected" if report["detected"] else "given"
     print(f"{report['root']}: layout {report['layout']} ({how})")
     names = report["categories"]
-    if report["counts"]:
+    if report["layout"] == "renderings":
+        for c, n in report["counts"].items():
+            print(f"  {names[c]:<16} {c:<10} {n['all']:>6} rendering folders")
+    elif report["counts"]:
         counts = {names[c]: n for c, n in report["counts"].items()}
         print(_format_table(counts, {names[c]: c for c in report["counts"]}, id_header="id"))
+    if report.get("min_rows") is not None:
+        print(f"fewest rows in a usable cloud: {report['min_rows']} (checked against n_points={report['n_points']})")
+    if report.get("renderings") and report["layout"] != "renderings":
+        r = report["renderings"]
+        print(f"renderings: {r['root']}: {sum(r['counts'].values())} usable rendering folders")
     checked = "" if not args.no_check else " (files not read: --no-check)"
     print(f"problems: {len(problems)}{checked}")
     for line in problems:

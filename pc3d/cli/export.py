@@ -122,7 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kw["radii"] = [float(r) for r in args.radii.split(",")]
         else:
             kw = {"alpha": args.alpha}
-        mesh = E.cloud_to_mesh(points, args.method, **kw)
+        try:
+            mesh = E.cloud_to_mesh(points, args.method, **kw)
+        except ValueError as exc:  # degenerate cloud (identical / coplanar points, Qhull): name the input
+            raise ValueError(f"{args.input} (cloud {index}): {exc}") from exc
         path = E.write_mesh(mesh, args.output, z_up=z_up, colors=colors)
     except (FileNotFoundError, ValueError, OSError) as exc:
         print(f"pc3d-export: error: {exc}", file=sys.stderr)

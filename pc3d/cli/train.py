@@ -53,7 +53,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         checkpoint_plugins,
         remove_stale_checkpoint_temps,
     )
+    from pc3d.cli.config_types import check_config_types
 
+    check_config_types(cfg)  # e.g. trainer.max_epochs=abc: an error naming the key, before any work
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     torch.set_float32_matmul_precision("high")

@@ -35,8 +35,10 @@ Normalization (``normalize=``): ``"none"``, ``"unit_sphere"``, ``"unit_bbox"`` (
 rows of the file) or ``"global"`` (PointFlow's: per-axis mean and one scalar std over every row of
 every train file); see :mod:`pc3d.data.pc15k`.
 
-Bad files: a file that cannot be read, has the wrong shape, too few rows or NaN/inf coordinates
-raises a ``ValueError`` whose message starts with its path and says what was expected. With
+Bad files: a file that cannot be read (also: a directory named like one, a ``.npy`` header that
+disagrees with the file size, text that is not UTF-8), has the wrong shape, too few rows, NaN/inf
+coordinates or coordinates beyond ``|x| <=`` :data:`MAX_ABS_COORD` (1e6) raises a ``ValueError``
+whose message starts with its path and says what was expected. With
 ``skip_bad=True`` every file of the split is read once at construction, bad ones are dropped and
 listed in :attr:`PointCloudSet.bad_files` (``"<path>: <problem>"``); never a silent wrong sample.
 """
@@ -55,23 +57,53 @@ import torch
 from torch.utils.data import Dataset
 
 from pc3d.data.splits import ALL_SPLITS, drawn_index, read_index_file
-from pc3d.data.taxonomy import NAME_MAP_FILE, SHAPENET_NAME_TO_SYNSET, SHAPENET_SYNSETS, norm_name, read_name_map
+from pc3d.data.taxonomy import (
+    NAME_MAP_FILE,
+    SHAPENET_NAME_TO_SYNSET,
+    SHAPENET_SYNSETS,
+    norm_name,
+    read_name_map,
+    read_text_lines,
+)
 from pc3d.geometry.normalize import NORMALIZATIONS, unit_bbox_stats, unit_sphere_stats
 
 __all__ = [
     "FEW_POINTS",
+    "MAX_ABS_COORD",
     "NORMALIZATIONS",
     "SAMPLINGS",
     "PointCloudSet",
+    "check_coordinate_range",
     "check_dataset_args",
     "compute_set_stats",
     "item_index",
     "parse_global_stats",
+    "read_text_lines",
 ]
 
 SAMPLINGS = ("random", "fixed", "treegan")
 FEW_POINTS = ("error", "repeat")
 _EXPECTED = "(P, 3) float array"
+
+
+#: Largest absolute coordinate a reader accepts. Real data (metres, millimetres) is far below it;
+#: larger finite values (3e38 from a corrupt float32 file) would overflow squared distances in the
+#: nearest-neighbour ops, so they are refused at the reader with the file's name.
+MAX_ABS_COORD = 1e6
+
+
+def check_coordinate_range(path: Path | str, arr: np.ndarray) -> None:
+    """``ValueError`` naming ``path`` when a coordinate of ``arr`` has ``|x| > MAX_ABS_COORD``."""
+    if arr.size == 0 or arr.dtype.kind not in "fiu":
+        return
+    big = np.abs(arr) > MAX_ABS_COORD
+    if big.any():
+        rows = np.flatnonzero(big.reshape(len(arr), -1).any(axis=1)) if arr.ndim >= 1 else np.zeros(1, int)
+        raise ValueError(
+            f"{path}: {int(big.sum())} coordinates with |x| > {MAX_ABS_COORD:g} (largest "
+            f"{float(np.abs(arr).max()):.3g}) in {rows.size} rows, first at row {int(rows[0])}; "
+            f"coordinates are bounded by pc3d.data.base.MAX_ABS_COORD"
+        )
 
 
 def check_dataset_args(split: str, sampling: str, normalize: str, n_points: int, seed: int, global_stats) -> None:
@@ -231,6 +263,8 @@ class PointCloudSet(Dataset):
         self.transform = transform
         self.skip_bad = bool(skip_bad)
         self.bad_files: list[str] = []
+        #: fewest rows of a usable file (set when every file is read: ``skip_bad`` or ``in_memory``)
+        self.min_rows: int | None = None
         self._check_options()
         self.root = Path(root).expanduser()
         self._check_root()
@@ -249,10 +283,12 @@ class PointCloudSet(Dataset):
         for synset in self.synsets:
             if not self.counts.get(synset):
                 why = " (every file was bad, see bad_files)" if self.bad_files else ""
-                raise ValueError(
+                exc = ValueError(
                     f"{self.root}: category {self._name_of(synset)!r} ({synset}) has no usable shapes in the "
                     f"{split!r} split{why}"
                 )
+                exc.bad_files = list(self.bad_files)  # type: ignore[attr-defined]  # for pc3d-data inspect
+                raise exc
         self.global_stats: dict[str, Any] | None = None
         self._global_shift = self._global_scale = None
         if normalize == "global":
@@ -341,6 +377,8 @@ class PointCloudSet(Dataset):
                     raise
                 self.bad_files.append(str(exc))
                 continue
+            rows = int(data[0].shape[0])
+            self.min_rows = rows if self.min_rows is None else min(self.min_rows, rows)
             if self.in_memory:
                 loaded[len(keep)] = data
             keep.append(i)
@@ -434,21 +472,28 @@ class PointCloudSet(Dataset):
 
     @staticmethod
     def _check_finite(path: Path, arr: np.ndarray) -> None:
-        if arr.dtype.kind != "f":
-            return
-        finite = np.isfinite(arr)
-        if not finite.all():
-            bad_rows = np.flatnonzero(~finite.all(axis=1))
-            raise ValueError(
-                f"{path}: {int((~finite).sum())} non-finite coordinates (NaN or inf) in {bad_rows.size} rows, "
-                f"first at row {int(bad_rows[0])}"
-            )
+        """Refuse NaN/inf coordinates and coordinates beyond :data:`MAX_ABS_COORD` (naming the file)."""
+        if arr.dtype.kind == "f":
+            finite = np.isfinite(arr)
+            if not finite.all():
+                bad_rows = np.flatnonzero(~finite.all(axis=1))
+                raise ValueError(
+                    f"{path}: {int((~finite).sum())} non-finite coordinates (NaN or inf) in {bad_rows.size} rows, "
+                    f"first at row {int(bad_rows[0])}"
+                )
+        check_coordinate_range(path, arr)
 
     def _read_checked(self, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if path.is_dir():
+            raise ValueError(f"{path}: is a directory, not a {path.suffix or 'data'} file")
         try:
             arr, extras = self._read(path)
         except FileNotFoundError as exc:
             raise ValueError(f"{path}: missing file ({exc.filename or exc})") from exc
+        except IsADirectoryError as exc:
+            raise ValueError(f"{path}: is a directory, not a file ({exc.filename or exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text ({exc})") from exc
         self._check_array(path, arr)
         self._check_finite(path, arr)
         for name, values in extras.items():

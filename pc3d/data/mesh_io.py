@@ -15,7 +15,8 @@
 * Points and lines (OBJ ``p``/``l``, glTF point/line primitives) are ignored, and so are vertices
   no triangle uses; exact duplicate vertices (an STL's per-triangle corners, OBJ UV seams) are merged.
 * Materials and textures are not read: a missing ``.mtl`` or texture is no error.
-* A file that is broken (unparsable, truncated, no triangles, indices out of range, NaN vertices)
+* A file that is broken (unparsable, truncated, no triangles, indices out of range, NaN vertices,
+  vertex coordinates beyond ``|x| <=`` :data:`MAX_ABS_COORD` = 1e6, a directory named like a mesh)
   raises ``ValueError`` that starts with the path and says what is wrong.
 
 Up axis. pc3d's frame is +Y up, front towards +Z (the built-in procedural set, and the renderer's
@@ -53,6 +54,10 @@ import numpy as np
 __all__ = ["MESH_SUFFIXES", "read_mesh", "read_off", "sample_surface", "triangulate_polygon"]
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".glb", ".gltf", ".stl")
+
+#: largest absolute vertex coordinate accepted (as :data:`pc3d.data.base.MAX_ABS_COORD`): larger
+#: finite values (3e38 from a corrupt file) overflow areas and distances downstream
+MAX_ABS_COORD = 1e6
 
 #: polygons with more corners than this are fanned instead of ear-clipped (ear clipping is quadratic)
 MAX_EAR_CLIP_CORNERS = 4096
@@ -213,9 +218,16 @@ def _checked_mesh(path: Path, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray,
         raise ValueError(f"{path}: expected triangles of shape (T, 3) with T > 0, got {f.shape} (no faces?)")
     if f.min() < 0 or f.max() >= v.shape[0]:
         raise ValueError(f"{path}: triangle indices must be in [0, {v.shape[0]}), got [{f.min()}, {f.max()}]")
-    bad = int((~np.isfinite(v[np.unique(f)])).sum())
+    used = v[np.unique(f)]
+    bad = int((~np.isfinite(used)).sum())
     if bad:
         raise ValueError(f"{path}: {bad} non-finite vertex coordinates")
+    big = float(np.abs(used).max())
+    if big > MAX_ABS_COORD:
+        raise ValueError(
+            f"{path}: vertex coordinates up to {big:.3g}, beyond |x| <= {MAX_ABS_COORD:g} (corrupt file? "
+            f"coordinates are bounded by pc3d.data.mesh_io.MAX_ABS_COORD)"
+        )
     return v, f
 
 
@@ -227,6 +239,10 @@ _OBJ_NORMAL = re.compile(rb"^[ \t]*vn[ \t]", re.MULTILINE)
 _OBJ_FACE_TO_FIX = re.compile(
     rb"^f[ \t]+\S+[ \t]+\S+[ \t]+\S+[ \t]+\S+[^\n]*|^f[ \t][^\n]*[ \t/]-[0-9][^\n]*", re.MULTILINE
 )
+
+
+# a face line with fewer than 3 corners
+_OBJ_SHORT_FACE = re.compile(rb"^[ \t]*f(?:[ \t]+[^\s#]+){0,2}[ \t]*\r?$", re.MULTILINE)
 
 
 def _obj_prepass(data: bytes) -> bytes:
@@ -352,6 +368,8 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
         raise ValueError(f"{path}: unsupported mesh format {path.suffix!r}; expected one of {MESH_SUFFIXES}")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a {suffix[1:].upper()} file")
     if not path.is_file():
         raise FileNotFoundError(path)
     if suffix == ".off":
@@ -361,7 +379,15 @@ def read_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         if suffix == ".obj":
-            data = _obj_prepass(path.read_bytes())
+            data = path.read_bytes()
+            short = _OBJ_SHORT_FACE.search(data)
+            if short is not None:  # trimesh drops these silently (a truncated file, for one)
+                line = data[: short.start()].count(b"\n") + 1
+                raise ValueError(
+                    f"{path}: line {line}: face with fewer than 3 corners ({short.group(0).strip()[:60]!r}); "
+                    f"truncated or corrupt OBJ file?"
+                )
+            data = _obj_prepass(data)
             scene = trimesh.load(
                 io.BytesIO(data),
                 file_type="obj",

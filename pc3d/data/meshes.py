@@ -185,7 +185,10 @@ def _mesh_files(class_dir: Path) -> list[Path]:
     return sorted(
         p
         for p in class_dir.rglob("*")
-        if p.suffix.lower() in MESH_SUFFIXES and p.is_file() and not any(q.startswith(".") for q in p.parts[-3:])
+        # a directory named like a mesh file is listed too: reading it is an error naming it
+        if p.suffix.lower() in MESH_SUFFIXES
+        and (p.is_file() or p.is_dir())
+        and not any(q.startswith(".") for q in p.parts[-3:])
     )
 
 

@@ -31,6 +31,7 @@ from pc3d.data.base import PointCloudSet
 from pc3d.data.meshes import CACHE_PC15K, MeshSampler, cache_root_for
 from pc3d.data.shapenet_part import load_txt_rows
 from pc3d.data.splits import holdout_split
+from pc3d.data.taxonomy import read_text_lines
 
 __all__ = ["ModelNet40Dataset", "ModelNet40NormalDataset", "SHAPE_NAMES_FILE"]
 
@@ -115,7 +116,8 @@ class ModelNet40Dataset(_TrainValHoldout):
         for c in self._known_categories():
             d = self.root / c / split
             if d.is_dir():
-                out.extend((c, p.stem, p) for p in sorted(d.glob("*.off")) if p.is_file())
+                # a directory named *.off is listed too: reading it is an error naming it
+                out.extend((c, p.stem, p) for p in sorted(d.glob("*.off")) if p.is_file() or p.is_dir())
         return out
 
     def _read(self, path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -140,7 +142,7 @@ class ModelNet40NormalDataset(_TrainValHoldout):
         path = self.root / SHAPE_NAMES_FILE
         if not path.is_file():
             raise ValueError(f"{path}: missing; a modelnet40_normal_resampled root lists its classes there")
-        return sorted({ln.strip() for ln in path.read_text().splitlines() if ln.strip()})
+        return sorted({ln.strip() for ln in read_text_lines(path) if ln.strip()})
 
     def _official(self, split: str) -> list[tuple[str, str, Path]]:
         path = self.root / f"modelnet40_{split}.txt"
@@ -148,7 +150,7 @@ class ModelNet40NormalDataset(_TrainValHoldout):
             raise ValueError(f"{path}: missing; expected one shape id ('chair_0001') per line")
         known = set(self._known_categories())
         out = []
-        for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        for lineno, line in enumerate(read_text_lines(path), start=1):
             shape = line.strip()
             if not shape:
                 continue

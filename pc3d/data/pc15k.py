@@ -52,6 +52,8 @@ memory-mapped ``.npy`` loading and the PointFlow row split.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,7 @@ __all__ = [
     "POINTFLOW_TRAIN_ROWS",
     "PC15kDataset",
     "compute_global_stats",
+    "check_npy_header",
     "load_cloud",
 ]
 
@@ -84,20 +87,75 @@ def _describe_load_error(exc: BaseException) -> str:
     return f"not a readable .npy array: {msg}"
 
 
+def check_npy_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Read only the header of a ``.npy`` file and check it against the file's size.
+
+    Returns ``(shape, dtype)``. Raises ``ValueError`` naming the file when it is not a ``.npy``
+    file (bad magic or header), holds Python objects (pickles are refused), or is shorter than
+    its header says (``prod(shape) * itemsize`` bytes of data), so a header claiming a huge
+    shape is refused before anything is allocated or memory-mapped. ``IsADirectoryError`` and
+    ``FileNotFoundError`` propagate (the callers name them).
+    """
+    path = Path(path)
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:  # (3, 0): utf-8 header, same fields (no public reader)
+                try:
+                    from numpy.lib._format_impl import _read_array_header
+                except ImportError:  # numpy < 2
+                    from numpy.lib.format import _read_array_header
+                shape, _, dtype = _read_array_header(fh, version)
+        except EOFError as exc:
+            raise ValueError(f"{path}: empty or truncated .npy file (incomplete header: {exc})") from exc
+        except (ValueError, SyntaxError, TypeError) as exc:
+            if str(exc).startswith("EOF"):  # numpy's read_magic / header reads on a short file
+                raise ValueError(f"{path}: empty or truncated .npy file (incomplete header: {exc})") from exc
+            raise ValueError(f"{path}: not a readable .npy file (bad header: {exc})") from exc
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise ValueError(
+            f"{path}: holds pickled Python objects (dtype {dtype}), which are refused (allow_pickle=False)"
+        )
+    if any(int(d) < 0 for d in shape):
+        raise ValueError(f"{path}: .npy header has a negative dimension, shape {shape}")
+    need = math.prod(int(d) for d in shape) * dtype.itemsize
+    if size - offset < need:
+        raise ValueError(
+            f"{path}: truncated or corrupt .npy file: its header says shape {shape} dtype {dtype} "
+            f"({need} bytes of data) but the file holds {size - offset} bytes after the header"
+        )
+    return shape, dtype
+
+
 def load_cloud(path: str | Path, *, mmap: bool = True) -> np.ndarray:
     """Load one ``.npy`` cloud safely; ``(P, 3)`` is checked by the caller.
 
-    Uses ``np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)`` and turns
-    numpy's errors (``ValueError`` for truncated or pickled files, ``EOFError`` for empty
-    ones, ``OSError``) into a ``ValueError`` whose message starts with the full path and
-    says what is wrong.
+    The header is read and checked first (:func:`check_npy_header`: no pickles, data as long as
+    the header says, so a corrupt header never triggers a huge allocation); then
+    ``np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)``. numpy's errors
+    (``ValueError`` for truncated or pickled files, ``EOFError`` for empty ones, ``OSError``) and
+    a directory named ``*.npy`` become a ``ValueError`` whose message starts with the full path
+    and says what is wrong.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a .npy file")
     try:
+        check_npy_header(path)
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except FileNotFoundError:
         raise
-    except (ValueError, EOFError, OSError) as exc:
+    except ValueError as exc:
+        if str(exc).startswith(f"{path}: "):
+            raise
+        raise ValueError(f"{path}: {_describe_load_error(exc)}") from exc
+    except (EOFError, OSError, MemoryError) as exc:
         raise ValueError(f"{path}: {_describe_load_error(exc)}") from exc
 
 
@@ -191,7 +249,14 @@ class PC15kDataset(PointCloudSet):
         for synset in synsets:
             dirs = [self.root / synset / s for s in (SPLITS if self.split == "all" else (self.split,))]
             found = sorted(
-                (p for d in dirs if d.is_dir() for p in d.iterdir() if p.suffix == ".npy" and p.is_file()),
+                # a directory named *.npy is listed too: reading it is an error naming it (skip_bad lists it)
+                (
+                    p
+                    for d in dirs
+                    if d.is_dir()
+                    for p in d.iterdir()
+                    if p.suffix == ".npy" and (p.is_file() or p.is_dir())
+                ),
                 key=lambda p: (p.stem, str(p)),
             )
             if not found:

@@ -41,12 +41,17 @@ from torch.utils.data import Dataset
 from pc3d.data.base import item_index
 from pc3d.data.datamodule import PointCloudDataModule
 from pc3d.data.pc15k import PC15kDataset
+from pc3d.data.taxonomy import read_text_lines
 
 __all__ = [
     "RENDERING_DIRNAME",
     "ImageCloudDataModule",
     "ImageCloudDataset",
+    "check_rendering_folder",
+    "check_rendering_root",
     "check_silhouettes",
+    "check_view",
+    "is_rendering_root",
     "load_view",
     "parse_background",
     "read_rendering_folder",
@@ -78,27 +83,34 @@ def read_rendering_folder(folder: str | Path) -> tuple[list[Path], np.ndarray]:
     fov). Without ``renderings.txt`` the folder's ``NN.png`` files are used in name order.
 
     Raises ``FileNotFoundError`` (no folder / listed PNG missing) or ``ValueError`` (bad
-    metadata line, line count != number of views, no views), naming the file.
+    metadata line, line count != number of views, no views, text that is not UTF-8, a listed
+    view that is a directory), naming the file.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no rendering folder")
     listing = folder / "renderings.txt"
     if listing.is_file():
-        names = [ln.strip() for ln in listing.read_text().splitlines() if ln.strip()]
+        names = [ln.strip() for ln in read_text_lines(listing) if ln.strip()]
         pngs = [folder / n for n in names]
+        dirs = [str(p) for p in pngs if p.is_dir()]
+        if dirs:
+            raise ValueError(f"{dirs[0]}: is a directory, not a PNG view (listed in {listing})")
         missing = [str(p) for p in pngs if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{listing}: lists {len(missing)} missing file(s), first {missing[0]}")
     else:
         pngs = sorted(p for p in folder.glob("*.png"))
+        dirs = [str(p) for p in pngs if p.is_dir()]
+        if dirs:
+            raise ValueError(f"{dirs[0]}: is a directory, not a PNG view")
     if not pngs:
         raise ValueError(f"{folder}: no views (no renderings.txt entries or .png files)")
     meta_path = folder / "rendering_metadata.txt"
     meta = np.zeros((len(pngs), 5))
     if meta_path.is_file():
         rows = []
-        for lineno, line in enumerate(meta_path.read_text().splitlines(), start=1):
+        for lineno, line in enumerate(read_text_lines(meta_path), start=1):
             if not line.strip():
                 continue
             try:
@@ -113,6 +125,61 @@ def read_rendering_folder(folder: str | Path) -> tuple[list[Path], np.ndarray]:
             raise ValueError(f"{meta_path}: {len(rows)} metadata lines for {len(pngs)} views")
         meta = np.asarray(rows, dtype=np.float64)
     return pngs, meta
+
+
+def check_view(path: str | Path) -> None:
+    """Decode one view fully (no conversion); ``ValueError`` naming the file when it is not a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+def check_rendering_folder(folder: str | Path) -> tuple[list[Path], np.ndarray]:
+    """:func:`read_rendering_folder` plus a full decode of every view (:func:`check_view`)."""
+    pngs, meta = read_rendering_folder(folder)
+    for png in pngs:
+        check_view(png)
+    return pngs, meta
+
+
+def is_rendering_root(root: str | Path) -> bool:
+    """``root`` looks like a ``ShapeNetRendering`` folder (``<synset>/<id>/rendering/`` folders)."""
+    root = Path(root)
+    if root.name == RENDERING_DIRNAME:
+        return root.is_dir()
+    for synset in (d for d in root.iterdir() if d.is_dir()) if root.is_dir() else ():
+        for model in synset.iterdir():
+            return (model / "rendering").is_dir()
+    return False
+
+
+def check_rendering_root(root: str | Path) -> dict[str, Any]:
+    """Check every ``<synset>/<id>/rendering`` folder of a ``ShapeNetRendering`` root (listing,
+    metadata lines, every PNG decoded).
+
+    Returns ``{"counts": {synset: usable folders}, "bad_files": ["<path>: <problem>", ...]}``.
+    """
+    root = Path(root)
+    counts: dict[str, int] = {}
+    bad: list[str] = []
+    for synset in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        counts[synset.name] = 0
+        for model in sorted(d for d in synset.iterdir() if not d.name.startswith(".")):
+            folder = model / "rendering"
+            try:
+                if not model.is_dir():
+                    raise ValueError(f"{model}: expected a <model_id> folder holding rendering/, found a file")
+                check_rendering_folder(folder)
+            except (FileNotFoundError, ValueError) as exc:
+                bad.append(str(exc))
+                continue
+            counts[synset.name] += 1
+    return {"counts": counts, "bad_files": bad}
 
 
 def load_view(path: str | Path, background: Sequence[float] = (1.0, 1.0, 1.0),
@@ -168,9 +235,14 @@ class ImageCloudDataset(Dataset):
         missing: ``"error"`` or ``"skip"`` for clouds without a valid rendering folder.
         seed: seed of ``"seeded"`` views (default: the cloud data set's seed).
         cache_images: keep decoded views in memory (uint8, per view, filled lazily).
+        skip_bad: decode every view at construction and drop (listing them in ``bad_files``) the
+            items whose PNG, ``renderings.txt`` or ``rendering_metadata.txt`` is broken;
+            ``None`` (default): the cloud data set's ``skip_bad``. Without it a broken view
+            raises ``ValueError`` naming the PNG when it is read.
 
     Attributes: ``pairs`` (cloud index, folder) per item, ``unpaired`` (``"<synset>/<id>: why"``
-    per dropped cloud), ``n_views`` (views per item). Unknown attributes (``synsets``,
+    per dropped cloud), ``bad_files`` (the clouds' plus the broken rendering files, ``"<path>:
+    <problem>"``), ``n_views`` (views per item). Unknown attributes (``synsets``,
     ``names``, ``global_stats``, ``set_global_stats`` ...) are those of ``clouds``.
 
     Shapes: item ``image`` (3, H, W) float32 in [0, 1], ``points`` (n_points, 3) as ``clouds``.
@@ -186,6 +258,7 @@ class ImageCloudDataset(Dataset):
         missing: str = "error",
         seed: int | None = None,
         cache_images: bool = False,
+        skip_bad: bool | None = None,
     ) -> None:
         super().__init__()
         if not (view in VIEW_MODES or (isinstance(view, int) and not isinstance(view, bool) and view >= 0)):
@@ -211,12 +284,19 @@ class ImageCloudDataset(Dataset):
 
         pairs: list[tuple[int, list[Path], np.ndarray]] = []
         unpaired: list[str] = []
+        self.skip_bad = bool(getattr(clouds, "skip_bad", False) if skip_bad is None else skip_bad)
         for i in range(len(clouds)):
             synset, mid = clouds.synset_of_item[i], clouds.model_ids[i]
             folder = self.render_root / synset / mid / "rendering"
             try:
-                pngs, meta = read_rendering_folder(folder)
-            except (FileNotFoundError, ValueError) as exc:
+                pngs, meta = check_rendering_folder(folder) if self.skip_bad else read_rendering_folder(folder)
+            except ValueError as exc:
+                if self.skip_bad:  # a broken PNG / metadata / listing: skipped and listed like a bad cloud
+                    self.bad_files.append(str(exc))
+                else:
+                    unpaired.append(f"{synset}/{mid}: {exc}")
+                continue
+            except FileNotFoundError as exc:
                 unpaired.append(f"{synset}/{mid}: {exc}")
                 continue
             if isinstance(view, int) and view >= len(pngs):

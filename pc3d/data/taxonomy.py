@@ -20,6 +20,7 @@ __all__ = [
     "SYNTHETIC_MANIFEST",
     "norm_name",
     "read_name_map",
+    "read_text_lines",
 ]
 
 # ---------------------------------------------------------------------------------------- names
@@ -123,16 +124,33 @@ def norm_name(name: str) -> str:
     return name.strip().lower().replace(" ", "_").replace("-", "_")
 
 
+def read_text_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file; ``ValueError`` naming the file and line when it is not UTF-8."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a text file")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: line {line}: not UTF-8 text (byte {data[exc.start:exc.start + 1]!r} at offset {exc.start})"
+        ) from None
+    return text.splitlines()
+
+
 def read_name_map(path: str | Path) -> dict[str, str]:
     """Read a ``synsetoffset2category.txt`` (lines ``name<TAB>synset``) -> ``{name: synset}``.
 
     Names are lower-cased with spaces/hyphens turned into underscores. Lines without a tab
     split at their last whitespace. Blank lines and lines starting with ``#`` are skipped;
-    any other line without exactly two fields raises ``ValueError`` naming the file and line.
+    any other line without exactly two fields, or a file that is not UTF-8, raises ``ValueError``
+    naming the file and line.
     """
     path = Path(path)
     out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text_lines(path), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         # Tab-separated; without a tab the last whitespace-separated token is the synset.

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from pc3d.models._guards import skip_flagged_batch
 from pc3d.models._uniformity import check_uniformity_args
 from pc3d.ops import chamfer_distance, uniformity_loss
 
@@ -92,7 +93,9 @@ class Autoencoder(L.LightningModule):
         u = uniformity_loss(recon, k=self.uniformity_k)
         return loss + self.uniformity_weight * u, {"cd": loss.detach(), "uniformity": u.detach()}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if skip_flagged_batch(self):  # non-finite input under nan_policy=skip (pc3d.callbacks.nan_guard)
+            return None
         points = batch["points"]
         loss, parts = self.reconstruction_loss(self(points), points)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True,

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pc3d.models._guards import skip_flagged_batch
 from pc3d.nn.pointnet_cls import feature_transform_regularizer
 
 
@@ -116,7 +117,9 @@ class PointCloudClassifier(L.LightningModule):
         self.log(f"{stage}/acc", acc, prog_bar=stage != "train", on_epoch=True, sync_dist=True, batch_size=bs)
         return loss
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        if skip_flagged_batch(self):  # non-finite input under nan_policy=skip (pc3d.callbacks.nan_guard)
+            return None
         return self._step(batch, "train")
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

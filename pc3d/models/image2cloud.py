@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pc3d.models._guards import skip_flagged_batch
 from pc3d.models._wgan import critic_steps
 from pc3d.models.io import load_frozen_autoencoder
 from pc3d.ops import chamfer_distance
@@ -261,6 +262,8 @@ class Image2Cloud(L.LightningModule):
         return images, points
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
+        if skip_flagged_batch(self, n_steps=1 + (self.n_critic if self.critic is not None else 0)):
+            return  # non-finite input under nan_policy=skip (pc3d.callbacks.nan_guard)
         images, points = self._check_batch(batch)
         b = points.shape[0]
         opts = self.optimizers()

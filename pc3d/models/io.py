@@ -238,6 +238,12 @@ def load_classifier(path: str | os.PathLike, *, k: int = 16, map_location: str |
     if isinstance(obj, dict) and (BUILD_KEY in obj or LEGACY_KEY in obj):
         model = _model_from(obj, path)
         net = getattr(model, "net", model)
+        if not isinstance(net, PointNetClassifier):
+            raise ValueError(
+                f"{path}: not a point-cloud classifier checkpoint (it holds a {type(model).__name__}); "
+                "FPD needs a PointNet classifier: train one with pc3d-train experiment=fpd_classifier_synthetic "
+                "or pass a PointNetCls state_dict"
+            )
         return net.eval()
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict):

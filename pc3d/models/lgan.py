@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from pc3d.models._generation import ReferenceClouds, ReferenceEvaluation
+from pc3d.models._guards import skip_flagged_batch
 from pc3d.models._wgan import (
     batched_critic_mean,
     check_int,
@@ -298,6 +299,8 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
         return -self.critic(fake).mean(), {}
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
+        if skip_flagged_batch(self, n_steps=self.n_critic + 1):  # non-finite input under nan_policy=skip
+            return
         points = batch["points"]
         self._check_points(points)
         real = self.encode(points)  # (B, latent_dim), frozen encoder, no graph

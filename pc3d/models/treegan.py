@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from pc3d.models._generation import ReferenceClouds, ReferenceEvaluation
+from pc3d.models._guards import skip_flagged_batch
 from pc3d.models._uniformity import check_uniformity_args
 from pc3d.models._wgan import (
     batched_critic_mean,
@@ -273,6 +274,8 @@ class TreeGAN(ReferenceEvaluation, L.LightningModule):
         return g_loss + self.uniformity_weight * u, {"g_uniformity": u.detach()}
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
+        if skip_flagged_batch(self, n_steps=self.n_critic + 1):  # non-finite input under nan_policy=skip
+            return
         real = batch["points"]
         if real.dim() != 3 or real.shape[2] != 3:
             raise ValueError(f"TreeGAN: expected batch['points'] of shape (B, N, 3), got {tuple(real.shape)}")

@@ -85,9 +85,8 @@ def test_reconstruction_of_an_autoencoder_checkpoint(tiny_builtin, tmp_path):
 
 
 def test_generation_with_a_sampling_model_and_fpd(tiny_builtin, tmp_path):
-    from pc3d.nn import PointNetClassifier
-
     from pc3d.models.registry import register
+    from pc3d.nn import PointNetClassifier
 
     register("stand_in_gan", 1, StandInGAN)  # a checkpoint builds registered classes only (issue 14)
     tiny_builtin_cfg = _tiny_data_cfg(tiny_builtin)

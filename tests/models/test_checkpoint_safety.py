@@ -276,6 +276,9 @@ def test_round_trip_through_every_entry_point(tmp_path):
         assert load_generator_weights(gen, path) == "decoder."
         z = torch.randn(2, LATENT)
         assert torch.equal(gen(z), ae.decoder(z))
+    # an autoencoder is not an FPD classifier: a clear error naming the file, not an AttributeError
+    with pytest.raises(ValueError, match=r"ae\.ckpt: not a point-cloud classifier checkpoint \(it holds a Autoencoder"):
+        load_classifier(path)
     # l-GAN on it: model.ae_ckpt_path, then load_model without the AE file
     lg = LatentGAN(LatentGenerator(4, LATENT, hidden=[16]), LatentCritic(LATENT, hidden=[16]), ae_ckpt_path=str(path),
                    noise_dim=4)
