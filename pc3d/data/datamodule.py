@@ -382,6 +382,11 @@ class PointCloudDataModule(LightningDataModule):
                 f"the train split of {self.root} has {n} items, fewer than batch_size={self.batch_size}; "
                 f"with drop_last=True no batch would be produced: lower batch_size or set drop_last=False"
             )
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            # DDP: Lightning swaps in a DistributedSampler (each rank its shard); resume restarts at
+            # the epoch boundary there (the RNG callback), not mid-epoch.
+            return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=self.drop_last)
         # Same batches as DataLoader(shuffle=True); its position is saved in checkpoints (mid-epoch resume).
         return ResumableDataLoader(
             self.train_set,
