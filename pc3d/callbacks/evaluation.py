@@ -192,11 +192,9 @@ class GenerationMetrics(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         self._evaluate(trainer, pl_module, "val")
 
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
-        self._refs.reset()
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._refs.add(batch["points"])
+    # the test epoch gathers its references the same way
+    on_test_epoch_start = on_validation_epoch_start
+    on_test_batch_end = on_validation_batch_end
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         self._evaluate(trainer, pl_module, "test")

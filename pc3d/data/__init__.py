@@ -41,12 +41,12 @@ _EXPORTS = {
     "Compose": "pc3d.data.transforms",
     "RandomRotateY": "pc3d.data.transforms",
     "RandomScaleShift": "pc3d.data.transforms",
-    "apply_normalization": "pc3d.data.transforms",
-    "denormalize": "pc3d.data.transforms",
-    "normalize_unit_bbox": "pc3d.data.transforms",
-    "normalize_unit_sphere": "pc3d.data.transforms",
-    "unit_bbox_stats": "pc3d.data.transforms",
-    "unit_sphere_stats": "pc3d.data.transforms",
+    "apply_normalization": "pc3d.geometry.normalize",
+    "denormalize": "pc3d.geometry.normalize",
+    "normalize_unit_bbox": "pc3d.geometry.normalize",
+    "normalize_unit_sphere": "pc3d.geometry.normalize",
+    "unit_bbox_stats": "pc3d.geometry.normalize",
+    "unit_sphere_stats": "pc3d.geometry.normalize",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,9 +1,8 @@
-"""Normalization and augmentation of point clouds.
+"""Augmentation of point clouds.
 
-The normalisation functions (``unit_sphere_stats``, ``unit_bbox_stats``,
-``apply_normalization``, ``denormalize``, ``normalize_unit_sphere``, ``normalize_unit_bbox``)
-live in :mod:`pc3d.geometry.normalize` (the modes, the ``(shift, scale)`` convention and the
-degenerate-cloud rule are documented there) and are re-exported here.
+The normalisation functions (``unit_sphere_stats``, ``apply_normalization``, ...) live in one
+module, :mod:`pc3d.geometry.normalize` (the modes, the ``(shift, scale)`` convention and the
+degenerate-cloud rule are documented there).
 
 The augmentations (:class:`RandomScaleShift`, :class:`RandomRotateY`, :class:`Compose`) act
 on one cloud ``(N, 3)`` tensor, draw from torch's global RNG (so they are reproducible under
@@ -18,25 +17,11 @@ from collections.abc import Callable, Sequence
 import torch
 
 from pc3d.geometry.checks import check_single_cloud
-from pc3d.geometry.normalize import (
-    apply_normalization,
-    denormalize,
-    normalize_unit_bbox,
-    normalize_unit_sphere,
-    unit_bbox_stats,
-    unit_sphere_stats,
-)
 
 __all__ = [
     "Compose",
     "RandomRotateY",
     "RandomScaleShift",
-    "apply_normalization",
-    "denormalize",
-    "normalize_unit_bbox",
-    "normalize_unit_sphere",
-    "unit_bbox_stats",
-    "unit_sphere_stats",
 ]
 
 

@@ -12,15 +12,8 @@ import torch
 
 from pc3d.data.pc15k import PC15kDataset, compute_global_stats, load_cloud
 from pc3d.data.taxonomy import read_name_map
-from pc3d.data.transforms import (
-    Compose,
-    RandomRotateY,
-    RandomScaleShift,
-    apply_normalization,
-    denormalize,
-    normalize_unit_bbox,
-    normalize_unit_sphere,
-)
+from pc3d.data.transforms import Compose, RandomRotateY, RandomScaleShift
+from pc3d.geometry.normalize import apply_normalization, denormalize, normalize_unit_bbox, normalize_unit_sphere
 from tests.helpers import write_pc15k
 
 # Built-in style ids (name map file) and real ShapeNet ids (resolved by the built-in table).
