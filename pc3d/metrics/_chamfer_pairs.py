@@ -26,7 +26,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 __all__ = ["chamfer_pair_terms", "have_numba"]
 
@@ -35,73 +39,67 @@ _PAIRS_PER_JOB = 32
 #: numba fast-math flags: everything but ``ninf`` (the minima start at +inf).
 _FASTMATH = {"nnan", "nsz", "arcp", "contract", "afn", "reassoc"}
 
-try:
-    import numba
-    from llvmlite import ir
-    from numba.core import cgutils, types
-    from numba.extending import intrinsic
-except ImportError:  # pragma: no cover - numba is a dependency, but keep the module importable
-    numba = None
-
 
 def have_numba() -> bool:
-    """Whether numba is importable (the kernel compiles on first use, then lives in numba's cache)."""
-    return numba is not None
+    """Always true: numba is a dependency (kept for callers choosing a back-end; the kernel compiles on
+    first use, then lives in numba's cache)."""
+    return True
 
 
-if numba is not None:
+@intrinsic
+def _fmin(typingctx, x, y):
+    """``llvm.minnum``: a branch-free minimum the loop vectorizer turns into ``vminps``."""
+    if x != y or x not in (types.float32, types.float64):
+        return None
 
-    @intrinsic
-    def _fmin(typingctx, x, y):
-        """``llvm.minnum``: a branch-free minimum the loop vectorizer turns into ``vminps``."""
-        if x != y or x not in (types.float32, types.float64):
-            return None
+    def codegen(context, builder, signature, args):
+        lty = context.get_value_type(x)
+        name = "llvm.minnum.f32" if x == types.float32 else "llvm.minnum.f64"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(lty, [lty, lty]), name)
+        return builder.call(fn, args)
 
-        def codegen(context, builder, signature, args):
-            lty = context.get_value_type(x)
-            name = "llvm.minnum.f32" if x == types.float32 else "llvm.minnum.f64"
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(lty, [lty, lty]), name)
-            return builder.call(fn, args)
+    return x(x, y), codegen
 
-        return x(x, y), codegen
 
-    _OPTS = dict(nogil=True, fastmath=_FASTMATH, error_model="numpy", boundscheck=False, cache=True)
+_OPTS = dict(nogil=True, fastmath=_FASTMATH, error_model="numpy", boundscheck=False, cache=True)
 
-    @numba.njit(**_OPTS)
-    def _pair_terms(a, b, colmin, big):  # pragma: no cover - compiled
-        # a (3, N), b (3, M), colmin (M,) scratch; returns (a_to_b, b_to_a).
-        n = a.shape[1]
-        m = b.shape[1]
-        ax, ay, az = a[0], a[1], a[2]
-        bx, by, bz = b[0], b[1], b[2]
+
+@numba.njit(**_OPTS)
+def _pair_terms(a, b, colmin, big):  # pragma: no cover - compiled
+    # a (3, N), b (3, M), colmin (M,) scratch; returns (a_to_b, b_to_a).
+    n = a.shape[1]
+    m = b.shape[1]
+    ax, ay, az = a[0], a[1], a[2]
+    bx, by, bz = b[0], b[1], b[2]
+    for j in range(m):
+        colmin[j] = big
+    s = 0.0
+    for i in range(n):
+        x = ax[i]
+        y = ay[i]
+        z = az[i]
+        best = big
         for j in range(m):
-            colmin[j] = big
-        s = 0.0
-        for i in range(n):
-            x = ax[i]
-            y = ay[i]
-            z = az[i]
-            best = big
-            for j in range(m):
-                dx = x - bx[j]
-                dy = y - by[j]
-                dz = z - bz[j]
-                d = dx * dx + dy * dy + dz * dz
-                best = _fmin(best, d)
-                colmin[j] = _fmin(colmin[j], d)
-            s += best
-        t = 0.0
-        for j in range(m):
-            t += colmin[j]
-        return s / n, t / m
+            dx = x - bx[j]
+            dy = y - by[j]
+            dz = z - bz[j]
+            d = dx * dx + dy * dy + dz * dz
+            best = _fmin(best, d)
+            colmin[j] = _fmin(colmin[j], d)
+        s += best
+    t = 0.0
+    for j in range(m):
+        t += colmin[j]
+    return s / n, t / m
 
-    @numba.njit(**_OPTS)
-    def _pairs(a, b, ii, jj, out_ab, out_ba, big):  # pragma: no cover - compiled
-        colmin = np.empty(b.shape[2], dtype=b.dtype)
-        for p in range(ii.shape[0]):
-            r, c = _pair_terms(a[ii[p]], b[jj[p]], colmin, big)
-            out_ab[p] = r
-            out_ba[p] = c
+
+@numba.njit(**_OPTS)
+def _pairs(a, b, ii, jj, out_ab, out_ba, big):  # pragma: no cover - compiled
+    colmin = np.empty(b.shape[2], dtype=b.dtype)
+    for p in range(ii.shape[0]):
+        r, c = _pair_terms(a[ii[p]], b[jj[p]], colmin, big)
+        out_ab[p] = r
+        out_ba[p] = c
 
 
 def _soa(x: np.ndarray) -> np.ndarray:

@@ -419,53 +419,42 @@ class FPDScorer:
 
 # ----------------------------------------------------------------------------- torchmetrics
 
-try:
-    from torchmetrics import Metric as _Metric
-    from torchmetrics.utilities import dim_zero_cat as _dim_zero_cat
-except ImportError:  # pragma: no cover - torchmetrics comes with lightning
-    _Metric = None
+from torchmetrics import Metric as _Metric  # noqa: E402  (a dependency of lightning)
+from torchmetrics.utilities import dim_zero_cat as _dim_zero_cat  # noqa: E402
 
 
-if _Metric is not None:
+class FPD(_Metric):
+    """FPD against fixed reference statistics, accumulated over batches (and DDP ranks).
 
-    class FPD(_Metric):
-        """FPD against fixed reference statistics, accumulated over batches (and DDP ranks).
+    ``update(samples)`` computes the classifier features right away (only the ``(B, D)``
+    features are kept, concatenated across ranks with ``dist_reduce_fx="cat"``);
+    ``compute()`` fits the Gaussian and returns the Frechet distance to ``reference``.
+    The classifier is not registered as a sub-module (it is not trained and not saved).
 
-        ``update(samples)`` computes the classifier features right away (only the ``(B, D)``
-        features are kept, concatenated across ranks with ``dist_reduce_fx="cat"``);
-        ``compute()`` fits the Gaussian and returns the Frechet distance to ``reference``.
-        The classifier is not registered as a sub-module (it is not trained and not saved).
+    Shapes: ``update(samples (B, N, 3))``; ``compute() -> ()`` tensor.
+    """
 
-        Shapes: ``update(samples (B, N, 3))``; ``compute() -> ()`` tensor.
-        """
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = False
 
-        full_state_update = False
-        is_differentiable = False
-        higher_is_better = False
+    def __init__(
+        self, classifier: nn.Module, reference: FeatureStats | str | os.PathLike, *, normalize: str = "none"
+    ) -> None:
+        super().__init__()
+        self.add_state("features", default=[], dist_reduce_fx="cat")
+        object.__setattr__(self, "_classifier", classifier.eval())
+        self.reference = load_statistics(reference) if isinstance(reference, str | os.PathLike) else reference
+        self.normalize = normalize
 
-        def __init__(
-            self, classifier: nn.Module, reference: FeatureStats | str | os.PathLike, *, normalize: str = "none"
-        ) -> None:
-            super().__init__()
-            self.add_state("features", default=[], dist_reduce_fx="cat")
-            object.__setattr__(self, "_classifier", classifier.eval())
-            self.reference = load_statistics(reference) if isinstance(reference, str | os.PathLike) else reference
-            self.normalize = normalize
-
-        def update(self, samples: Tensor) -> None:
-            dev = next(self._classifier.parameters()).device
-            self.features.append(
-                compute_features(self._classifier, samples.detach(), device=dev, normalize=self.normalize).to(
-                    samples.device
-                )
+    def update(self, samples: Tensor) -> None:
+        dev = next(self._classifier.parameters()).device
+        self.features.append(
+            compute_features(self._classifier, samples.detach(), device=dev, normalize=self.normalize).to(
+                samples.device
             )
+        )
 
-        def compute(self) -> Tensor:
-            feats = _dim_zero_cat(self.features)
-            return torch.tensor(frechet_distance_to_features(feats, self.reference.mu, self.reference.sigma))
-
-else:  # pragma: no cover
-
-    class FPD:  # type: ignore[no-redef]
-        def __init__(self, *args: Any, **kwargs: Any):
-            raise ImportError("FPD needs torchmetrics (pip install torchmetrics)")
+    def compute(self) -> Tensor:
+        feats = _dim_zero_cat(self.features)
+        return torch.tensor(frechet_distance_to_features(feats, self.reference.mu, self.reference.sigma))

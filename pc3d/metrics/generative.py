@@ -351,69 +351,58 @@ def evaluate_generation(
 
 # ----------------------------------------------------------------------------- torchmetrics
 
-try:
-    from torchmetrics import Metric as _Metric
-    from torchmetrics.utilities import dim_zero_cat as _dim_zero_cat
-except ImportError:  # pragma: no cover - torchmetrics comes with lightning
-    _Metric = None
+from torchmetrics import Metric as _Metric  # noqa: E402  (a dependency of lightning)
+from torchmetrics.utilities import dim_zero_cat as _dim_zero_cat  # noqa: E402
 
 
-if _Metric is not None:
+class GenerationMetrics(_Metric):
+    """Accumulate generated (and reference) clouds, then :func:`evaluate_generation`.
 
-    class GenerationMetrics(_Metric):
-        """Accumulate generated (and reference) clouds, then :func:`evaluate_generation`.
+    States are lists concatenated across DDP ranks (``dist_reduce_fx="cat"``), so
+    ``compute()`` scores the union of what every rank generated. References are either
+    given once (``refs``, kept on the CPU, not synchronized, not saved in the
+    ``state_dict``) or accumulated with the samples (``update(samples, refs)``).
 
-        States are lists concatenated across DDP ranks (``dist_reduce_fx="cat"``), so
-        ``compute()`` scores the union of what every rank generated. References are either
-        given once (``refs``, kept on the CPU, not synchronized, not saved in the
-        ``state_dict``) or accumulated with the samples (``update(samples, refs)``).
+    Example (in a LightningModule)::
 
-        Example (in a LightningModule)::
+        self.gen_metrics = GenerationMetrics(refs=val_clouds, normalize="none")
+        # validation_step: self.gen_metrics.update(self.sample(16))
+        # on_validation_epoch_end:
+        self.log_dict({f"val/{k}": v for k, v in self.gen_metrics.compute().items()})
+        self.gen_metrics.reset()
 
-            self.gen_metrics = GenerationMetrics(refs=val_clouds, normalize="none")
-            # validation_step: self.gen_metrics.update(self.sample(16))
-            # on_validation_epoch_end:
-            self.log_dict({f"val/{k}": v for k, v in self.gen_metrics.compute().items()})
-            self.gen_metrics.reset()
+    Shapes: ``update(samples (B, N, 3), refs (B', M, 3) | None)``; ``compute() ->
+    dict[str, Tensor]`` of scalars (keys of :func:`evaluate_generation`).
+    """
 
-        Shapes: ``update(samples (B, N, 3), refs (B', M, 3) | None)``; ``compute() ->
-        dict[str, Tensor]`` of scalars (keys of :func:`evaluate_generation`).
-        """
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = None
 
-        full_state_update = False
-        is_differentiable = False
-        higher_is_better = None
+    def __init__(self, refs: Any = None, *, max_samples: int | None = None, **eval_kwargs: Any):
+        super().__init__()
+        self.add_state("samples", default=[], dist_reduce_fx="cat")
+        self.add_state("refs", default=[], dist_reduce_fx="cat")
+        self._fixed_refs = None if refs is None else as_clouds(refs, "refs").cpu()
+        self.max_samples = max_samples
+        self.eval_kwargs = dict(eval_kwargs)
 
-        def __init__(self, refs: Any = None, *, max_samples: int | None = None, **eval_kwargs: Any):
-            super().__init__()
-            self.add_state("samples", default=[], dist_reduce_fx="cat")
-            self.add_state("refs", default=[], dist_reduce_fx="cat")
-            self._fixed_refs = None if refs is None else as_clouds(refs, "refs").cpu()
-            self.max_samples = max_samples
-            self.eval_kwargs = dict(eval_kwargs)
+    def update(self, samples: Tensor, refs: Tensor | None = None) -> None:
+        self.samples.append(as_clouds(samples, "samples"))
+        if refs is not None:
+            self.refs.append(as_clouds(refs, "refs"))
 
-        def update(self, samples: Tensor, refs: Tensor | None = None) -> None:
-            self.samples.append(as_clouds(samples, "samples"))
-            if refs is not None:
-                self.refs.append(as_clouds(refs, "refs"))
-
-        def compute(self) -> dict[str, Tensor]:
-            if isinstance(self.samples, list) and not self.samples:
-                raise RuntimeError("GenerationMetrics.compute() called before any update()")
-            samples = _dim_zero_cat(self.samples)
-            if self.max_samples is not None:
-                samples = samples[: self.max_samples]
-            if self._fixed_refs is not None:
-                refs = self._fixed_refs
-            elif isinstance(self.refs, list) and not self.refs:
-                raise RuntimeError("no reference clouds: pass refs= to the constructor or to update()")
-            else:
-                refs = _dim_zero_cat(self.refs)
-            res = evaluate_generation(samples, refs.to(samples.device), **self.eval_kwargs)
-            return {k: torch.tensor(v, dtype=torch.float32) for k, v in res.items()}
-
-else:  # pragma: no cover
-
-    class GenerationMetrics:  # type: ignore[no-redef]
-        def __init__(self, *args: Any, **kwargs: Any):
-            raise ImportError("GenerationMetrics needs torchmetrics (pip install torchmetrics)")
+    def compute(self) -> dict[str, Tensor]:
+        if isinstance(self.samples, list) and not self.samples:
+            raise RuntimeError("GenerationMetrics.compute() called before any update()")
+        samples = _dim_zero_cat(self.samples)
+        if self.max_samples is not None:
+            samples = samples[: self.max_samples]
+        if self._fixed_refs is not None:
+            refs = self._fixed_refs
+        elif isinstance(self.refs, list) and not self.refs:
+            raise RuntimeError("no reference clouds: pass refs= to the constructor or to update()")
+        else:
+            refs = _dim_zero_cat(self.refs)
+        res = evaluate_generation(samples, refs.to(samples.device), **self.eval_kwargs)
+        return {k: torch.tensor(v, dtype=torch.float32) for k, v in res.items()}
