@@ -12,7 +12,9 @@ checkpoints use.
 Reading clouds: :func:`read_clouds` is the single reader of ``.npy`` / ``.npz`` clouds, used by
 ``pc3d-view``, ``pc3d-export`` (through :func:`pc3d.viz.io.load_clouds`, which adds the Open3D
 formats) and ``pc3d-eval``, so that every command reads the same array of the same file. An
-``.npz`` with several arrays is read by :data:`NPZ_KEYS` order (see there).
+``.npz`` with several arrays is read by :data:`NPZ_KEYS` order (see there). A folder of clouds
+is read by :func:`read_cloud_folder` (see there for what one is: the folder ``pc3d-generate``
+writes is one).
 
 Standard library and NumPy only, so that light modules (the data generator, its worker
 processes) can use it.
@@ -258,3 +260,53 @@ def read_clouds(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
         except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}[{key}]: not a readable array ({exc.__class__.__name__}: {exc})") from exc
     return check_clouds(a, f"{path}[{key}]")
+
+
+def read_cloud_folder(path: str | os.PathLike) -> tuple[list[np.ndarray], list[Path]]:
+    """Read a folder of clouds: the clouds and the files they came from.
+
+    What a folder of clouds is: the ``.npy`` files under it (recursively, sorted by path; hidden
+    files such as temp files of atomic writes are ignored), of two kinds:
+
+    * per-cloud files, holding one ``(N, 3)`` cloud each (``pc3d-generate``'s ``npy/sample_NNNN.npy``);
+    * stacked files, holding ``(B, N, 3)`` (``pc3d-generate``'s ``samples.npy``).
+
+    When the folder has per-cloud files, they are its clouds, and stacked files beside them are
+    the same clouds written once more (``samples.npy`` beside ``npy/``): they are not counted
+    again, but they must hold as many clouds in all as there are per-cloud files (else
+    ``ValueError``: the folder mixes different sets). Without per-cloud files, the clouds of the
+    stacked files, in file order. Other files (``.ply``, ``.json`` ...) are not read here.
+
+    Returns:
+        ``(clouds, files)``: float32 ``(N_i, 3)`` arrays (point counts may differ) and the files read.
+
+    Raises:
+        FileNotFoundError: no such folder, or no ``.npy`` file in it. ValueError: a bad file (see
+        :func:`read_clouds`), or stacked files that do not match the per-cloud files.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder")
+    files = sorted(f for f in path.rglob("*.npy")
+                   if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts))
+    if not files:
+        raise FileNotFoundError(f"{path}: no .npy files (a folder of clouds holds (N, 3) or (B, N, 3) .npy files)")
+    single, stacked = [], []
+    for f in files:
+        try:
+            ndim = np.load(f, mmap_mode="r", allow_pickle=False).ndim
+        except (ValueError, EOFError, OSError) as exc:
+            raise ValueError(f"{f}: not a readable .npy array ({exc.__class__.__name__}: {exc})") from exc
+        (stacked if ndim == 3 else single).append(f)
+    if not single:
+        clouds = [c for f in stacked for c in read_clouds(f)]
+        return clouds, stacked
+    clouds = [read_clouds(f)[0] for f in single]
+    if stacked:
+        n_stacked = sum(int(np.load(f, mmap_mode="r", allow_pickle=False).shape[0]) for f in stacked)
+        if n_stacked != len(clouds):
+            names = ", ".join(str(f.relative_to(path)) for f in stacked)
+            raise ValueError(f"{path}: {len(clouds)} per-cloud (N, 3) files but the stacked (B, N, 3) file(s) "
+                             f"{names} hold {n_stacked} clouds; a folder of clouds holds one set (point at one "
+                             "file, or move the other set out)")
+    return clouds, single

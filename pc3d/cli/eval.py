@@ -61,22 +61,29 @@ def load_clouds(path: str | os.PathLike, n_points: int | None = None, seed: int 
     A file (``.npy``, ``.npz``, ``.ply`` ...) is read by :func:`pc3d.viz.io.load_clouds`, hence its
     ``.npy`` / ``.npz`` part by :func:`pc3d.io.read_clouds`, the reader every command uses (an
     ``.npz`` with several arrays: ``key``, else the first of :data:`pc3d.io.NPZ_KEYS`). A folder:
-    every ``.npy`` file under it, in sorted path order, each ``(N, 3)`` or ``(B, N, 3)``.
+    :func:`pc3d.io.read_cloud_folder` (per-cloud ``(N, 3)`` ``.npy`` files, a stacked ``samples.npy``
+    beside them being the same clouds; e.g. the folder ``pc3d-generate`` writes), or, when it has no
+    ``.npy`` file, its ``.ply`` / ``.pcd`` / ... files, one cloud each, in sorted path order.
     ``n_points`` subsamples every cloud to that many points (without replacement when possible,
     a fixed RNG ``seed``) so that clouds of different sizes can be stacked.
 
     Shapes: -> ``(S, N, 3)`` float32.
     """
-    from pc3d.io import read_clouds
+    from pc3d.io import read_cloud_folder
+    from pc3d.viz.io import SUFFIXES
     from pc3d.viz.io import load_clouds as read_file
 
     path = Path(path)
     rng = np.random.default_rng(seed)
     if path.is_dir():
-        files = sorted(path.rglob("*.npy"))
-        if not files:
-            raise FileNotFoundError(f"{path}: no .npy files")
-        clouds = [c for f in files for c in read_clouds(f)]
+        if any(path.rglob("*.npy")):
+            clouds = read_cloud_folder(path)[0]
+        else:
+            files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES
+                           and f.suffix.lower() != ".npz" and not f.name.startswith("."))
+            if not files:
+                raise FileNotFoundError(f"{path}: no cloud files (.npy, or {', '.join(SUFFIXES[2:])})")
+            clouds = [c for f in files for c in read_file(f)[0]]
     elif not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     else:
@@ -102,8 +109,22 @@ def _datamodule(cfg: DictConfig, ckpt_build: dict | None):
     ``cfg.data`` merged over it; built from registered classes only (never a stored ``_target_``)."""
     from pc3d.models.io import build_datamodule
 
-    overrides = OmegaConf.to_container(cfg.get("data") or OmegaConf.create({}), resolve=True)
+    overrides = _drop_nulls(OmegaConf.to_container(cfg.get("data") or OmegaConf.create({}), resolve=True))
     return build_datamodule((ckpt_build or {}).get("data"), overrides, source=str(cfg.get("ckpt_path") or ""))
+
+
+def _drop_nulls(d: Any) -> Any:
+    """``d`` without its ``None`` values and the mappings left empty (``conf/eval.yaml`` lists the data keys
+    as ``null`` = keep the checkpoint's value, so that ``data.root=...`` needs no ``+``)."""
+    if not isinstance(d, dict):
+        return d
+    out = {}
+    for k, v in d.items():
+        v = _drop_nulls(v)
+        if v is None or (isinstance(v, dict) and not v):
+            continue
+        out[k] = v
+    return out
 
 
 def _split_clouds(dm, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,20 +145,71 @@ def _load_ckpt_model(path: str, device: torch.device):
 # ----------------------------------------------------------------------------- tasks
 
 
-def _generation_metrics(samples: torch.Tensor, refs: torch.Tensor, cfg: DictConfig, device: torch.device) -> dict:
+class PairProgress:
+    """Progress of the pairwise distance matrices, ``progress(label, done, total)`` for
+    :func:`pc3d.metrics.generative.evaluate_generation`.
+
+    On a terminal (``stream.isatty()``): a tqdm bar per matrix. Otherwise (logs, ``| tee``): a plain
+    line ``pc3d-eval: <label>: <done>/<total> pairs (<pct>%, <s> s)`` on ``stream`` (stderr) at the first
+    update, then at most every ``interval`` seconds, and one when a matrix is complete.
+    """
+
+    def __init__(self, stream: Any = None, interval: float = 5.0, tty: bool | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval = float(interval)
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) if tty is None else tty
+        self._label: str | None = None
+        self._bar: Any = None
+        self._start = self._last = 0.0
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if label != self._label:
+            self.close()
+            self._label, self._start, self._last = label, now, now - self.interval  # first update: a line
+            if self.tty:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=total, desc=f"pc3d-eval {label}", unit="pair", file=self.stream, leave=False)
+        if self._bar is not None:
+            self._bar.update(done - self._bar.n)
+        elif now - self._last >= self.interval or done >= total:
+            self._last = now
+            print(f"pc3d-eval: {label}: {done}/{total} pairs ({100.0 * done / max(total, 1):.0f}%, "
+                  f"{now - self._start:.1f} s)", file=self.stream, flush=True)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        self._label = None
+
+
+def _generation_metrics(samples: torch.Tensor, refs: torch.Tensor, cfg: DictConfig, device: torch.device,
+                        categories: list[str] | None = None) -> dict:
+    """MMD / COV / 1-NNA / JSD and, with a classifier, FPD (checked against the statistics' metadata:
+    point count, ``categories`` of the samples when known, normalisation; :func:`pc3d.metrics.fpd.check_statistics`)."""
     from pc3d.metrics.generative import evaluate_generation
 
     m = cfg.metrics
     dists = list(m.distances) + (["jsd"] if m.jsd else [])
-    res = evaluate_generation(samples.to(device), refs.to(device), distances=dists, normalize=m.normalize,
-                              batch_size=m.get("batch_size"), emd_method=m.emd_method)
+    bar = PairProgress()
+    try:
+        res = evaluate_generation(samples.to(device), refs.to(device), distances=dists, normalize=m.normalize,
+                                  batch_size=m.get("batch_size"), emd_method=m.emd_method, progress=bar)
+    finally:
+        bar.close()
     if cfg.fpd.classifier_ckpt_path:
         from pc3d.metrics.fpd import fpd
         from pc3d.models.io import load_classifier
 
         net = load_classifier(cfg.fpd.classifier_ckpt_path).to(device)
         reference = cfg.fpd.stats if cfg.fpd.stats else refs
-        res["fpd"] = fpd(samples, reference, net, device=device, normalize=cfg.fpd.normalize)
+        res["fpd"] = fpd(samples, reference, net, device=device, normalize=cfg.fpd.normalize, categories=categories)
     return res
 
 
@@ -165,6 +237,14 @@ def _reconstruction(model, dm, cfg: DictConfig, device: torch.device) -> dict:
     return {"per_category": table, **{k: v for k, v in table["all"].items() if k != "count"}}
 
 
+def _names(dm) -> list[str] | None:
+    """The category names of a set-up data module (``None`` when it has none)."""
+    try:
+        return list(dm.names)
+    except Exception:  # not set up / no names: nothing to check against
+        return None
+
+
 def _fpd_stats(cfg: DictConfig, device: torch.device) -> dict:
     from pc3d.metrics.fpd import compute_features, feature_statistics, save_statistics
     from pc3d.models.io import load_classifier, read_build
@@ -177,7 +257,8 @@ def _fpd_stats(cfg: DictConfig, device: torch.device) -> dict:
     clouds, _ = _split_clouds(dm, cfg.split)
     feats = compute_features(net, clouds, device=device, normalize=cfg.fpd.normalize)
     meta = {"classifier": str(cfg.fpd.classifier_ckpt_path), "split": cfg.split, "root": str(getattr(dm, "root", "")),
-            "categories": getattr(dm, "categories", None), "n_points": int(clouds.shape[1]),
+            "categories": getattr(dm, "categories", None), "category_names": _names(dm),
+            "n_points": int(clouds.shape[1]),
             "normalize_data": getattr(dm, "normalize", None), "normalize_fpd": cfg.fpd.normalize}
     stats = feature_statistics(feats, meta=meta)
     out = Path(cfg.fpd.stats_out)
@@ -228,11 +309,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             if not hasattr(model, "sample"):
                 raise ValueError(f"{cfg.ckpt_path}: the model has no sample(n, seed=...) method")
             refs = load_clouds(cfg.refs, cfg.get("n_points")) if cfg.get("refs") else _split_clouds(dm, cfg.split)[0]
+            categories = _names(dm) if not cfg.get("refs") else None
             n = int(cfg.n_samples or refs.shape[0])
             with torch.no_grad():
                 samples = model.sample(n, seed=cfg.seed).detach().float()
             result.update(n_samples=n, n_refs=int(refs.shape[0]))
-            res = _generation_metrics(samples, refs, cfg, device)
+            res = _generation_metrics(samples, refs, cfg, device, categories=categories)
     elif task == "sets":
         if not (cfg.get("samples") and cfg.get("refs")):
             raise ValueError("task=sets needs samples=<path> and refs=<path>")

@@ -11,7 +11,14 @@ With a display (``DISPLAY`` or ``WAYLAND_DISPLAY`` set and an Open3D window open
 are shown in an interactive Open3D window, side by side; otherwise (or with ``--out``,
 ``--gif`` or ``--no-window``) a PNG grid (or a GIF) is rendered headlessly by
 :mod:`pc3d.viz.render` and its path printed. Files holding (B, N, 3) show up to ``--max``
-clouds. Exit status 0 on success, 2 for unreadable files or wrong shapes (the message names
+clouds in all.
+
+``--index`` is per file: it selects clouds of every file that holds several clouds
+((B, N, 3), B > 1), each by its own indices; a file holding one cloud ((N, 3), a ``.ply``) is
+always shown whole. ``pc3d-view a.npy b.npy --index 0,1`` with two stacked files shows clouds 0
+and 1 of each; with two single-cloud files, both clouds. ``--colors file`` uses the per-point
+colours of each file that has them (PLY / PCD); a file without colours is drawn with height
+colours and a warning naming it is printed to stderr. Exit status 0 on success, 2 for unreadable files or wrong shapes (the message names
 the file and the expected shape).
 """
 
@@ -43,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="array to read from .npz files (default: the only one, else the first of "
                    "pc3d.io.NPZ_KEYS: clouds, points, samples, recon, pred, x)")
     p.add_argument("--index", default=None, metavar="I|A:B|I,J",
-                   help="which clouds of a (B,N,3) file: 3, 0:8 or 0,2,5 (default: the first --max)")
+                   help="which clouds of each (B,N,3) file: 3, 0:8 or 0,2,5, applied to every file holding several "
+                        "clouds; single-cloud files are shown whole (default: the first --max)")
     p.add_argument("--max", type=int, default=16, help="at most this many clouds (default 16)")
     p.add_argument("--out", type=Path, default=None,
                    help="write the image here (default: ./<first file stem>.png or .gif); implies no window")
@@ -154,7 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for path in args.paths:
             pts, cols = load_clouds(path, key=args.key)
-            for i in _select(len(pts), args.index, args.max - len(clouds)):
+            if args.colors == "file" and cols is None:
+                print(f"pc3d-view: warning: {path} has no per-point colours; --colors file draws it with "
+                      "height colours", file=sys.stderr)
+            spec = args.index if len(pts) > 1 else None  # --index selects within stacked files only
+            for i in _select(len(pts), spec, args.max - len(clouds)):
                 clouds.append(pts[i].astype(np.float64))
                 file_colors.append(None if cols is None else cols[i])
                 captions.append(path.stem if len(pts) == 1 else f"{path.stem}[{i}]")

@@ -26,7 +26,12 @@ is used as stored, ``"none"``; tree-GAN's classifier was trained on ShapeNet-par
 in a unit sphere).
 
 Reference statistics are saved to / loaded from a ``.npz`` file (``mu``, ``sigma``, ``n``
-and optional metadata), written atomically (temporary file + rename).
+and optional metadata), written atomically (temporary file + rename). ``pc3d-eval
+task=fpd_stats`` stores what the statistics are of in the metadata: ``category_names``
+(and the ``categories`` setting), ``n_points``, ``normalize_data`` / ``normalize_fpd``, the
+classifier and the split. :func:`check_statistics` compares it with the clouds scored;
+:func:`fpd` refuses a point-count mismatch (PointNet's max-pooled features depend on ``N``) and
+warns on other categories or another normalisation.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ __all__ = [
     "FPD",
     "FPDScorer",
     "FeatureStats",
+    "check_statistics",
     "compute_features",
     "feature_statistics",
     "fpd",
@@ -174,6 +180,53 @@ def load_statistics(path: str | os.PathLike) -> FeatureStats:
         return FeatureStats(z["mu"].astype(np.float64), z["sigma"].astype(np.float64), n, meta)
 
 
+def check_statistics(
+    stats: FeatureStats,
+    *,
+    n_points: int | None = None,
+    categories: Iterable[str] | None = None,
+    normalize: str | None = None,
+    where: str = "",
+) -> list[str]:
+    """Compare the metadata of reference statistics with the clouds about to be scored against them.
+
+    A point-count mismatch (metadata ``n_points`` vs ``n_points``) raises ``ValueError``: FPD of
+    512-point clouds against 2048-point statistics is not a meaningful number. Other categories
+    (metadata ``category_names`` vs ``categories``) or another classifier frame (metadata
+    ``normalize_fpd`` vs ``normalize``) give a ``UserWarning``. Statistics without metadata (or
+    an argument ``None``) are not checked on that point. ``where`` names the statistics in messages.
+
+    Returns the warning messages issued.
+    """
+    import warnings
+
+    meta = stats.meta if isinstance(stats.meta, dict) else {}
+    name = f" ({where})" if where else ""
+    expected = meta.get("n_points")
+    if n_points is not None and expected is not None and int(expected) != int(n_points):
+        raise ValueError(
+            f"FPD: the reference statistics{name} were computed on {int(expected)}-point clouds but the scored "
+            f"clouds have {int(n_points)} points; subsample the clouds (n_points={int(expected)}) or recompute the "
+            f"statistics (pc3d-eval task=fpd_stats data.n_points={int(n_points)} ...)"
+        )
+    msgs = []
+    ref_cats = meta.get("category_names")
+    if categories is not None and ref_cats is not None and sorted(map(str, categories)) != sorted(map(str, ref_cats)):
+        msgs.append(
+            f"FPD: the reference statistics{name} are of categories {list(ref_cats)} but the scored clouds are of "
+            f"{list(categories)}; recompute them (pc3d-eval task=fpd_stats data.categories=[...])"
+        )
+    ref_norm = meta.get("normalize_fpd")
+    if normalize is not None and ref_norm is not None and str(ref_norm) != str(normalize):
+        msgs.append(
+            f"FPD: the reference statistics{name} were computed with normalize={ref_norm!r} but the clouds are "
+            f"scored with normalize={normalize!r}: the features are taken in another frame"
+        )
+    for m in msgs:
+        warnings.warn(m, UserWarning, stacklevel=2)
+    return msgs
+
+
 @torch.no_grad()
 def compute_features(
     classifier: nn.Module,
@@ -233,6 +286,7 @@ def fpd(
     batch_size: int = 100,
     device: str | torch.device | None = None,
     normalize: str = "none",
+    categories: Iterable[str] | None = None,
 ) -> float:
     """Frechet Point Distance between generated clouds and a reference.
 
@@ -241,12 +295,20 @@ def fpd(
         reference: precomputed :class:`FeatureStats`, a path to a ``.npz`` written by
             :func:`save_statistics`, or reference clouds ``(R, M, 3)``.
         classifier, batch_size, device, normalize: see :func:`compute_features`.
+        categories: the category names of the samples, when known: checked against the
+            statistics' metadata (see :func:`check_statistics`; a point-count mismatch with
+            the metadata always raises ``ValueError``).
 
     Shapes: samples ``(S, N, 3)`` (``S >= 2``) -> float.
     """
+    where = ""
     if isinstance(reference, str | os.PathLike):
+        where = str(reference)
         reference = load_statistics(reference)
-    if not isinstance(reference, FeatureStats):
+    if isinstance(reference, FeatureStats):
+        n = samples.shape[1] if hasattr(samples, "shape") and len(samples.shape) == 3 else None
+        check_statistics(reference, n_points=n, categories=categories, normalize=normalize, where=where)
+    else:
         reference = feature_statistics(
             compute_features(classifier, reference, batch_size=batch_size, device=device, normalize=normalize)
         )
@@ -385,7 +447,7 @@ class FPDScorer:
             msg = (
                 f"FPDScorer: the reference statistics ({self.stats_path}) were computed on {int(expected)}-point "
                 f"clouds but the scored clouds have {x.shape[1]} points; set n_points or recompute the statistics "
-                f"(pc3d-eval task=fpd_stats +data.n_points={x.shape[1]})"
+                f"(pc3d-eval task=fpd_stats data.n_points={x.shape[1]})"
             )
             if self.check_n_points:
                 raise ValueError(msg)

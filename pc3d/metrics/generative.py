@@ -295,6 +295,7 @@ def evaluate_generation(
     backend: str = "auto",
     global_stats: Any = None,
     jsd_resolution: int = 28,
+    progress: Any = None,
 ) -> dict[str, float]:
     """MMD, COV and 1-NNA per distance (and JSD) between generated and reference clouds.
 
@@ -307,6 +308,8 @@ def evaluate_generation(
         backend: Chamfer matrices, see :func:`distance_matrix`.
         global_stats: for ``normalize="global"``, see :func:`normalize_sets`.
         jsd_resolution: JSD grid cells per axis.
+        progress: optional ``progress(label, done_pairs, total_pairs)`` for the distance
+            matrices (``label`` e.g. ``"emd samples x refs"``; see :func:`distance_matrix`).
 
     Returns:
         ``{"mmd_cd", "cov_cd", "1nna_cd", "1nna_cd_sample", "1nna_cd_ref"}`` for ``"cd"``,
@@ -332,9 +335,13 @@ def evaluate_generation(
             out["jsd"] = jsd_between_sets(samples, refs, resolution=jsd_resolution)
             continue
         kw = dict(distance=dist, batch_size=batch_size, backend=backend, emd_method=emd_method)
-        d_sr = distance_matrix(samples, refs, **kw)
-        d_ss = distance_matrix(samples, None, **kw)
-        d_rr = distance_matrix(refs, None, **kw)
+
+        def report(label: str) -> Any:
+            return None if progress is None else (lambda done, total: progress(f"{dist} {label}", done, total))
+
+        d_sr = distance_matrix(samples, refs, **kw, progress=report("samples x refs"))
+        d_ss = distance_matrix(samples, None, **kw, progress=report("samples x samples"))
+        d_rr = distance_matrix(refs, None, **kw, progress=report("refs x refs"))
         mmd, cov = mmd_cov(d_sr)
         acc, acc_s, acc_r = one_nna(d_sr, d_ss, d_rr)
         out.update(

@@ -8,7 +8,7 @@ clouds, :func:`as_clouds`, used by every generative metric.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -144,8 +144,10 @@ def _cd_matrix_numba(a: Tensor, b: Tensor | None) -> Tensor:
     return torch.from_numpy((d_ab + d_ba).reshape(A, B))
 
 
-def _pairwise(a: Tensor, b: Tensor | None, fn: Any, batch_size: int | None, same_n: bool) -> Tensor:
-    """Evaluate ``fn(x_batch, y_batch) -> (P,)`` over all pairs (``i < j`` when ``b is None``)."""
+def _pairwise(a: Tensor, b: Tensor | None, fn: Any, batch_size: int | None, same_n: bool,
+              progress: Callable[[int, int], None] | None = None) -> Tensor:
+    """Evaluate ``fn(x_batch, y_batch) -> (P,)`` over all pairs (``i < j`` when ``b is None``);
+    ``progress(done_pairs, total_pairs)`` after each batch."""
     other = a if b is None else b
     if same_n and a.shape[1] != other.shape[1]:
         raise ValueError(
@@ -169,6 +171,8 @@ def _pairwise(a: Tensor, b: Tensor | None, fn: Any, batch_size: int | None, same
             i = ii[p0 : p0 + int(batch_size)].to(a.device)
             j = jj[p0 : p0 + int(batch_size)].to(a.device)
             vals[p0 : p0 + len(i)] = fn(a[i], other[j]).detach().to(torch.float64).cpu()
+            if progress is not None:
+                progress(p0 + len(i), len(ii))
     mat = torch.zeros(A, B, dtype=torch.float64)
     mat[ii, jj] = vals
     if b is None:
@@ -184,6 +188,7 @@ def distance_matrix(
     batch_size: int | None = None,
     backend: str = "auto",
     emd_method: str = "exact",
+    progress: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """All pairwise cloud distances between two sets (or within one set).
 
@@ -201,6 +206,9 @@ def distance_matrix(
             ``"numba"`` (compiled brute force, both directions per pass, input precision),
             ``"kdtree"`` (scipy KD-trees, float64) or ``"torch"``.
         emd_method: EMD only, passed to ``pc3d.ops.emd``.
+        progress: optional ``progress(done_pairs, total_pairs)``, called after each batch of
+            pairs in the pairwise paths (EMD, CUDA Chamfer) and once at the end of the CPU
+            Chamfer paths; it does not change the numbers.
 
     Returns:
         float64 CPU tensor ``D`` with ``D[i, j] = dist(a[i], b[j])``.
@@ -228,19 +236,21 @@ def distance_matrix(
                 from pc3d.metrics._chamfer_pairs import have_numba
 
                 which = "numba" if have_numba() else "kdtree"
-        if which == "numba":
-            return _cd_matrix_numba(a, b)
-        if which == "kdtree":
-            return _cd_matrix_kdtree(a, b)
+        if which in ("numba", "kdtree"):
+            mat = _cd_matrix_numba(a, b) if which == "numba" else _cd_matrix_kdtree(a, b)
+            if progress is not None:
+                n = a.shape[0] * (a.shape[0] - 1) // 2 if b is None else a.shape[0] * b.shape[0]
+                progress(n, n)
+            return mat
         from pc3d.ops import chamfer_distance
 
         def cd(x: Tensor, y: Tensor) -> Tensor:
             return chamfer_distance(x, y, squared=True, reduction="none", backend="torch")
 
-        return _pairwise(a, b, cd, batch_size, same_n=False)
+        return _pairwise(a, b, cd, batch_size, same_n=False, progress=progress)
     from pc3d.ops.emd import emd as emd_fn
 
     def emd(x: Tensor, y: Tensor) -> Tensor:
         return emd_fn(x, y, method=emd_method, squared=False, reduction="none")
 
-    return _pairwise(a, b, emd, batch_size, same_n=True)
+    return _pairwise(a, b, emd, batch_size, same_n=True, progress=progress)
