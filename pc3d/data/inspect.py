@@ -82,24 +82,48 @@ def inspect_root(
     need = 1 if layout in _SAMPLED else n_points
     for split in SPLITS:
         try:
-            ds = cls(root, categories="all", split=split, n_points=need, skip_bad=check, **options)
+            parts = [cls(root, categories="all", split=split, n_points=need, skip_bad=check, **options)]
         except (ValueError, FileNotFoundError) as exc:
-            report["problems"].append(f"{split}: {exc}")
-            report["bad_files"].extend(getattr(exc, "bad_files", []))  # every file of a category was bad
-            continue
-        report["bad_files"].extend(ds.bad_files)
-        rows = getattr(ds, "min_rows", None)
-        if rows is not None and layout not in _SAMPLED:
-            report["min_rows"] = rows if report["min_rows"] is None else min(report["min_rows"], rows)
-        for synset, name in zip(ds.synsets, ds.names, strict=True):
-            report["categories"][synset] = name
-            report["counts"].setdefault(synset, dict.fromkeys(SPLITS, 0))[split] = ds.counts[synset]
+            # a category with no usable file fails the whole split: inspect the categories one by one,
+            # so that the healthy ones are still counted and every bad file is listed
+            parts = _per_category(cls, root, split, need, check, options, report, exc)
+        for ds in parts:
+            report["bad_files"].extend(ds.bad_files)
+            rows = getattr(ds, "min_rows", None)
+            if rows is not None and layout not in _SAMPLED:
+                report["min_rows"] = rows if report["min_rows"] is None else min(report["min_rows"], rows)
+            for synset, name in zip(ds.synsets, ds.names, strict=True):
+                report["categories"][synset] = name
+                report["counts"].setdefault(synset, dict.fromkeys(SPLITS, 0))[split] = ds.counts[synset]
+    report["bad_files"] = list(dict.fromkeys(report["bad_files"]))  # a file shared by two splits is listed once
     report["counts"] = dict(sorted(report["counts"].items()))
     report["categories"] = dict(sorted(report["categories"].items()))
     sibling = root.parent / RENDERING_DIRNAME
     if layout == "pc15k" and sibling.is_dir():
         _inspect_renderings(sibling, report, check, check_rendering_root, own=False)
     return report
+
+
+def _per_category(cls, root: Path, split: str, need: int, check: bool, options: dict, report: dict[str, Any],
+                  exc: Exception) -> list:
+    """The data sets of ``split``, one per category that has usable files, after the all-category
+    data set failed with ``exc``. Each failing category adds a problem, its bad files and a zero count."""
+    try:  # list the categories without reading any file
+        synsets = cls(root, categories="all", split=split, n_points=need, skip_bad=False, **options).synsets
+    except (ValueError, FileNotFoundError):
+        report["problems"].append(f"{split}: {exc}")
+        report["bad_files"].extend(getattr(exc, "bad_files", []))
+        return []
+    parts = []
+    for synset in synsets:
+        try:
+            parts.append(cls(root, categories=[synset], split=split, n_points=need, skip_bad=check, **options))
+        except (ValueError, FileNotFoundError) as one:
+            report["problems"].append(f"{split}: {one}")
+            report["bad_files"].extend(getattr(one, "bad_files", []))  # every file of the category was bad
+            report["counts"].setdefault(synset, dict.fromkeys(SPLITS, 0))[split] = 0
+            report["categories"].setdefault(synset, synset)
+    return parts
 
 
 def _inspect_renderings(render_root: Path, report: dict[str, Any], check: bool, check_root, own: bool = True) -> None:

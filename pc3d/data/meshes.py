@@ -27,8 +27,12 @@ written atomically; an entry is reused while the source's size and mtime match (
 changed, its SHA-256 still does) and the sampling parameters are the same. ``model_id`` is the
 path below the class folder with ``/`` turned into ``__`` (extension kept, so ``a.obj`` and
 ``a.ply`` stay distinct). :func:`render_meshes` writes the R2N2 layout
-(``ShapeNetRendering/<class>/<model_id>/rendering/NN.png`` + ``renderings.txt`` +
-``rendering_metadata.txt``) with the built-in set's renderer.
+(``ShapeNetRendering/<class>/<render_id>/rendering/NN.png`` + ``renderings.txt`` +
+``rendering_metadata.txt``) with the built-in set's renderer, where ``render_id`` is the model id
+without its mesh suffix (``chair__a`` for ``chair/a.obj``; :func:`render_ids`: only when two
+files of a class differ by the suffix alone do they keep it). :attr:`MeshFolderDataset.render_ids`
+gives each item's folder, which is how :class:`pc3d.data.renderings.ImageCloudDataset` pairs them
+(``pc3d-train experiment=img2cloud data=meshes data.root=/my/assets`` renders and trains).
 
 Splits: no split folders; each class's files are assigned train/val/test by
 :func:`pc3d.data.splits.holdout_split` (``split_fractions``, default 0.8/0.1/0.1, seeded by ``seed``
@@ -62,6 +66,7 @@ __all__ = [
     "normalize_mesh",
     "read_mesh",
     "read_off",
+    "render_ids",
     "render_meshes",
 ]
 
@@ -181,6 +186,22 @@ class MeshSampler:
         return arr
 
 
+def render_ids(model_ids: Sequence[str]) -> dict[str, str]:
+    """Rendering folder name of each model id of one class: the id without its mesh suffix
+    (``a.obj`` -> ``a``, ``sub__b.PLY`` -> ``sub__b``); ids that would then collide (``a.obj`` and
+    ``a.ply``, or ``a`` and ``a.obj``) keep their full id, so every folder stays distinct."""
+    def strip(m: str) -> str:
+        suffix = Path(m).suffix
+        return m[: -len(suffix)] if suffix and suffix.lower() in MESH_SUFFIXES and len(m) > len(suffix) else m
+
+    stems: dict[str, int] = {}
+    for m in model_ids:
+        stems[strip(m)] = stems.get(strip(m), 0) + 1
+    full = set(model_ids)
+    return {m: strip(m) if stems[strip(m)] == 1 and (strip(m) == m or strip(m) not in full) else m
+            for m in model_ids}
+
+
 def _mesh_files(class_dir: Path) -> list[Path]:
     return sorted(
         p
@@ -200,8 +221,11 @@ class MeshFolderDataset(PointCloudSet):
         split_fractions: train/val/test fractions of each class (default 0.8, 0.1, 0.1).
         cache_dir: where the PC15k-layout cache goes: ``<cache_dir>/<root name>-<crc32 of the
             absolute root>/``; ``None`` (default): ``<root>/.pc3d_cache``; ``False``: no cache.
-        render_views, image_size: what :meth:`prepare` renders (``render_views=0``: nothing) into
-            ``<cache>/ShapeNetRendering``.
+        render_views, image_size: what :meth:`prepare` renders (``render_views=0`` or ``None``:
+            nothing) into ``<cache>/ShapeNetRendering``.
+
+    Attributes (besides those of :class:`~pc3d.data.base.PointCloudSet`): ``render_ids``, each
+    item's folder name under ``<cache>/ShapeNetRendering/<class>/`` (:func:`render_ids`).
     """
 
     layout = "meshes"
@@ -213,7 +237,7 @@ class MeshFolderDataset(PointCloudSet):
         surface_points: int = 10000,
         split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
         cache_dir: str | Path | bool | None = None,
-        render_views: int = 0,
+        render_views: int | None = 0,
         image_size: int = 137,
         **kwargs,
     ):
@@ -221,7 +245,7 @@ class MeshFolderDataset(PointCloudSet):
         self.split_fractions = tuple(float(x) for x in split_fractions)
         self.surface_points = surface_points
         self.cache_dir = cache_dir
-        self.render_views = int(render_views)
+        self.render_views = int(render_views or 0)
         self.image_size = int(image_size)
         if cache_dir is False:
             self.cache_root = None
@@ -231,7 +255,13 @@ class MeshFolderDataset(PointCloudSet):
             self.cache_root = cache_root_for(root, cache_dir)
         self._sampler = MeshSampler(surface_points, kwargs.get("seed", 0), self.cache_root, normalize=True)
         self._split_of: dict[str, str] = {}
+        self._render_id: dict[tuple[str, str], str] = {}
         super().__init__(root, *args, **kwargs)
+
+    @property
+    def render_ids(self) -> list[str]:
+        """Each item's rendering folder name (its model id without the mesh suffix, :func:`render_ids`)."""
+        return [self._render_id[(s, m)] for s, m in zip(self.synset_of_item, self.model_ids, strict=True)]
 
     def _init_kwargs(self):
         return {
@@ -248,6 +278,7 @@ class MeshFolderDataset(PointCloudSet):
             files = _mesh_files(self.root / cls)
             ids = {p.relative_to(self.root / cls).as_posix().replace("/", "__"): p for p in files}
             split_of = holdout_split(list(ids), self.split_fractions, self.seed, cls)
+            self._render_id.update(((cls, m), r) for m, r in render_ids(list(ids)).items())
             out.extend((cls, m, p, split_of[m]) for m, p in sorted(ids.items()))
         return out
 
@@ -272,12 +303,15 @@ class MeshFolderDataset(PointCloudSet):
     def prepare(self) -> dict[str, Any]:
         """Sample every mesh of every split into the cache (atomically), remove cache entries whose
         mesh is gone or moved to another split, and render the R2N2 layout if ``render_views``.
+        A bad mesh never stops it: it is listed in ``bad_files`` (``"<path>: <problem>"``) and neither
+        cached nor rendered (the caller decides whether that is an error: ``skip_bad``).
         Returns ``{"cached": n, "removed": n, "bad_files": [...], "rendered": n}``; run it once (rank 0)."""
         if self.cache_root is None:
             raise ValueError("prepare() needs a cache (cache_dir is False)")
         entries = self._all_entries()
         keep: set[Path] = set()
         bad: list[str] = []
+        bad_paths: list[Path] = []
         for _, _, path, _ in entries:
             entry = self._cache_entry(path)
             keep.update((entry, entry.with_suffix(".json")))
@@ -285,6 +319,7 @@ class MeshFolderDataset(PointCloudSet):
                 self._read_checked(path)
             except ValueError as exc:
                 bad.append(str(exc))
+                bad_paths.append(path)
         removed = 0
         pc_root = self.cache_root / CACHE_PC15K
         for p in list(pc_root.rglob("*")) if pc_root.is_dir() else []:
@@ -293,39 +328,66 @@ class MeshFolderDataset(PointCloudSet):
                 removed += 1
         rendered = 0
         if self.render_views:
+            render_bad: list[str] = []
             rendered = render_meshes(
-                self.root, self.cache_root / "ShapeNetRendering", self.render_views, self.image_size, self.seed
+                self.root, self.cache_root / "ShapeNetRendering", self.render_views, self.image_size, self.seed,
+                skip=bad_paths, bad=render_bad,
             )
-        return {"cached": len(entries) - len(bad), "removed": removed, "bad_files": bad, "rendered": rendered}
+            bad.extend(render_bad)
+        return {
+            "cached": len(entries) - len(bad_paths),
+            "removed": removed,
+            "bad_files": bad,
+            "rendered": rendered,
+        }
 
 
 def render_meshes(
-    root: str | Path, out_dir: str | Path, n_views: int = 24, image_size: int = 137, seed: int = 0
+    root: str | Path,
+    out_dir: str | Path,
+    n_views: int = 24,
+    image_size: int = 137,
+    seed: int = 0,
+    *,
+    skip: Sequence[str | Path] = (),
+    bad: list[str] | None = None,
 ) -> int:
     """Render every mesh of a class-per-folder ``root`` into the R2N2 layout under ``out_dir``::
 
-        <out_dir>/<class>/<model_id>/rendering/{00..}.png, renderings.txt, rendering_metadata.txt
+        <out_dir>/<class>/<render_id>/rendering/{00..}.png, renderings.txt, rendering_metadata.txt
 
+    (``render_id``: the model id without its mesh suffix, see :func:`render_ids`)
     with the built-in set's renderer (:func:`pc3d.data.synthetic.render_view`: random azimuth,
     elevation and distance per view, seeded by ``(seed, crc32(<relative path>))``), on the mesh
     normalized as the point clouds are. Each model's folder is written in a temporary folder and
-    renamed into place; models already rendered are skipped; unreadable meshes raise ``ValueError``.
-    Returns the number of models rendered.
+    renamed into place; models already rendered are skipped, and so are the files in ``skip``.
+    An unreadable mesh raises ``ValueError`` naming it, or, when a list ``bad`` is given, is appended
+    to it (``"<path>: <problem>"``) and skipped. Returns the number of models rendered.
     """
     from pc3d.data.synthetic import write_renderings
 
     root, out_dir = Path(root), Path(out_dir)
+    skipped = {Path(p) for p in skip}
     done = 0
     for cls_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        for path in _mesh_files(cls_dir):
-            model_id = path.relative_to(cls_dir).as_posix().replace("/", "__")
-            final = out_dir / cls_dir.name / model_id
+        files = {path.relative_to(cls_dir).as_posix().replace("/", "__"): path for path in _mesh_files(cls_dir)}
+        names = render_ids(list(files))
+        for model_id, path in sorted(files.items()):
+            if path in skipped:
+                continue
+            final = out_dir / cls_dir.name / names[model_id]
             if (final / "rendering" / "rendering_metadata.txt").is_file():
                 continue
-            v, f = normalize_mesh(path, *read_mesh(path))
+            try:
+                v, f = normalize_mesh(path, *read_mesh(path))
+            except ValueError as exc:
+                if bad is None:
+                    raise
+                bad.append(str(exc))
+                continue
             rel = path.relative_to(root).as_posix()
             final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{model_id}-", dir=final.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
             try:
                 rng = np.random.default_rng((seed, zlib.crc32(rel.encode()), 1))
                 write_renderings(tmp / "rendering", v, f, n_views, image_size, rng, 0)

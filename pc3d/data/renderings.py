@@ -8,7 +8,17 @@ Layout (3D-R2N2's, which ``pc3d.data.synthetic`` also writes)::
         rendering_metadata.txt      one line per view: azimuth elevation in_plane_rotation distance_ratio fov
 
 A cloud item ``(synset, model_id)`` of a :class:`~pc3d.data.PC15kDataset` is paired with the
-folder ``<render_root>/<synset>/<model_id>/rendering``. Items of :class:`ImageCloudDataset` are the
+folder ``<render_root>/<synset>/<model_id>/rendering`` (a cloud data set with ``render_ids``, such
+as :class:`~pc3d.data.meshes.MeshFolderDataset`, names its folders ``<render_id>`` instead).
+
+A folder of your own meshes (``layout=meshes``) trains the image models too: its renderings are
+made by ``prepare_data`` into ``<mesh cache>/ShapeNetRendering`` (``layout_options.render_views``,
+:data:`DEFAULT_MESH_VIEWS` when unset) and read from there::
+
+    pc3d-train experiment=img2cloud data=meshes data.root=/my/assets
+
+(``conf/data/meshes.yaml`` builds :func:`mesh_datamodule`: an :class:`ImageCloudDataModule` when
+``image_size`` is set, as the image experiments do, else a plain point-cloud DataModule). Items of :class:`ImageCloudDataset` are the
 cloud item dict plus::
 
     image   FloatTensor (3, H, W)   RGB in [0, 1], RGBA composited onto ``background``
@@ -44,6 +54,7 @@ from pc3d.data.pc15k import PC15kDataset
 from pc3d.data.taxonomy import read_text_lines
 
 __all__ = [
+    "DEFAULT_MESH_VIEWS",
     "RENDERING_DIRNAME",
     "ImageCloudDataModule",
     "ImageCloudDataset",
@@ -53,6 +64,7 @@ __all__ = [
     "check_view",
     "is_rendering_root",
     "load_view",
+    "mesh_datamodule",
     "parse_background",
     "read_rendering_folder",
     "resize_image",
@@ -60,6 +72,8 @@ __all__ = [
 
 RENDERING_DIRNAME = "ShapeNetRendering"
 VIEW_MODES = ("random", "seeded")
+#: views rendered per mesh (as in R2N2) when an image DataModule reads a mesh folder without ``render_views``
+DEFAULT_MESH_VIEWS = 24
 MISSING_MODES = ("error", "skip")
 
 
@@ -285,9 +299,10 @@ class ImageCloudDataset(Dataset):
         pairs: list[tuple[int, list[Path], np.ndarray]] = []
         unpaired: list[str] = []
         self.skip_bad = bool(getattr(clouds, "skip_bad", False) if skip_bad is None else skip_bad)
+        folder_ids = list(getattr(clouds, "render_ids", None) or clouds.model_ids)
         for i in range(len(clouds)):
             synset, mid = clouds.synset_of_item[i], clouds.model_ids[i]
-            folder = self.render_root / synset / mid / "rendering"
+            folder = self.render_root / synset / folder_ids[i] / "rendering"
             try:
                 pngs, meta = check_rendering_folder(folder) if self.skip_bad else read_rendering_folder(folder)
             except ValueError as exc:
@@ -450,8 +465,10 @@ class ImageCloudDataModule(PointCloudDataModule):
     and ``view`` (B,).
 
     Args (besides those of :class:`~pc3d.data.PointCloudDataModule`, passed through):
-        render_root: the ``ShapeNetRendering`` directory; ``None`` with ``synthetic`` means
-            ``<synthetic.root>/ShapeNetRendering`` (the built-in data).
+        render_root: the ``ShapeNetRendering`` directory; ``None`` means, for ``layout="meshes"``,
+            the mesh cache's ``<cache>/ShapeNetRendering`` (rendered by :meth:`prepare_data`, with
+            ``layout_options.render_views`` views per mesh, :data:`DEFAULT_MESH_VIEWS` when it is 0
+            or unset), else with ``synthetic`` ``<synthetic.root>/ShapeNetRendering`` (the built-in data).
         image_size: side the views are resized to when loaded (``None``: keep).
         background: colour under transparent pixels (default white).
         train_view, eval_view: view mode of train and of val/test (``"random"``, ``"seeded"``
@@ -473,6 +490,8 @@ class ImageCloudDataModule(PointCloudDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if render_root is None and self.requested_layout == "meshes":
+            render_root = self._mesh_render_root()
         if render_root is None:
             if self.synthetic is None:
                 raise ValueError("ImageCloudDataModule: pass render_root (the ShapeNetRendering directory) "
@@ -489,6 +508,20 @@ class ImageCloudDataModule(PointCloudDataModule):
                              "background": list(self.background), "train_view": train_view,
                              "eval_view": eval_view, "missing": missing, "cache_images": self.cache_images})
 
+    def _mesh_render_root(self) -> Path:
+        """``<mesh cache>/ShapeNetRendering`` of ``layout="meshes"``; makes ``prepare_data`` render it."""
+        from pc3d.data.meshes import cache_root_for
+
+        cache_dir = self.layout_options.get("cache_dir", None)
+        if cache_dir is False:
+            raise ValueError("ImageCloudDataModule on a mesh folder renders its views into the mesh cache: set "
+                             "layout_options.cache_dir to null or a folder (not false), or pass render_root")
+        if not self.layout_options.get("render_views"):
+            self.layout_options["render_views"] = DEFAULT_MESH_VIEWS
+        root = Path(self.root).expanduser()
+        cache = root / ".pc3d_cache" if cache_dir is None else cache_root_for(root, cache_dir)
+        return cache / RENDERING_DIRNAME
+
     def _make(self, split: str, sampling: str, categories, in_memory: bool, transform=None):  # type: ignore[override]
         clouds = super()._make(split, sampling, categories, in_memory, transform=transform)
         view = self.train_view if split == "train" and sampling != "fixed" else self.eval_view  # probes use "fixed"
@@ -496,3 +529,23 @@ class ImageCloudDataModule(PointCloudDataModule):
                                  background=self.background, missing=self.missing, seed=self.seed,
                                  cache_images=self.cache_images)
 
+
+
+def mesh_datamodule(*, image_size: int | None = None, **kwargs: Any) -> PointCloudDataModule:
+    """The DataModule of ``conf/data/meshes.yaml``: a folder of your own meshes (``layout=meshes``).
+
+    ``image_size=None`` (the config's default): a :class:`~pc3d.data.PointCloudDataModule` (clouds
+    only). An ``image_size`` (the image experiments set ``data.image_size``, e.g.
+    ``pc3d-train experiment=img2cloud data=meshes data.root=/my/assets``): an
+    :class:`ImageCloudDataModule` whose views ``prepare_data`` renders into the mesh cache
+    (``layout_options.render_views``, :data:`DEFAULT_MESH_VIEWS` when 0 or unset). The image
+    options (``render_root``, ``background``, ``train_view``, ``eval_view``, ``missing``,
+    ``cache_images``) are passed to it; all other keyword arguments go to the DataModule.
+    """
+    image_keys = ("render_root", "background", "train_view", "eval_view", "missing", "cache_images")
+    if image_size is None:
+        given = sorted(k for k in image_keys if k in kwargs)
+        if given:
+            raise ValueError(f"mesh_datamodule: {given} only apply to image batches; set image_size too")
+        return PointCloudDataModule(**kwargs)
+    return ImageCloudDataModule(image_size=image_size, **kwargs)

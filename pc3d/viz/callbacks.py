@@ -5,6 +5,8 @@ What is shown comes from the model, so one callback serves every system:
 1. ``pl_module.media_clouds(batch, outputs)`` if the model defines it: a dict
    ``{row name: tensor}`` where each tensor is clouds (k, N, 3) or images (k, 3, H, W) in
    [0, 1] (e.g. image-to-cloud: ``{"image": ..., "prediction": ..., "ground truth": ...}``).
+   Cells are captioned with the batch's model ids, except rows of generated clouds (named
+   ``sample...``, e.g. the GANs' fixed-noise samples), which are ``sample #k``.
    ``batch`` and ``outputs`` are the first validation batch and what ``validation_step``
    returned for it; both are ``None`` when it is called at the end of a training epoch
    without validation. Return ``{}`` for nothing.
@@ -54,6 +56,12 @@ def _is_images(x: Any) -> bool:
     return hasattr(x, "shape") and len(x.shape) == 4
 
 
+def _is_generated(row: str) -> bool:
+    """A row of generated clouds (``sample``, ``samples``, ``sample (fixed noise)`` ...): not paired
+    with the batch's shapes, so it is captioned ``sample #k``, never with their model ids."""
+    return str(row).lower().startswith("sample")
+
+
 def default_media(pl_module: Any, batch: Mapping | None, outputs: Any, n: int, seed: int = 0
                   ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """What to show for ``pl_module`` (see the module docstring): ``({row: tensor}, {row: captions})``."""
@@ -64,7 +72,9 @@ def default_media(pl_module: Any, batch: Mapping | None, outputs: Any, n: int, s
     if callable(hook):
         media = dict(hook(batch, outputs) or {})
         media = {k: v[:n] for k, v in media.items() if v is not None and len(v) > 0}
-        return media, ({k: ids[:len(v)] for k, v in media.items()} if ids else {})
+        caps = {k: ids[:len(v)] for k, v in media.items() if not _is_generated(k)} if ids else {}
+        caps.update({k: [f"sample #{i}" for i in range(len(v))] for k, v in media.items() if _is_generated(k)})
+        return media, caps
     if isinstance(outputs, Mapping) and outputs.get("recon") is not None and isinstance(batch, Mapping) \
             and batch.get("points") is not None:
         media = {"input": batch["points"][:n], "reconstruction": outputs["recon"][:n]}

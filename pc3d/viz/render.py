@@ -356,7 +356,8 @@ def render_grid(
             (B, N, 3) array is one row, wrapped into ``ncols`` columns.
         captions: per cell (a list per row, or a flat list for a single row); drawn under
             each cell. ``None``: no caption strip.
-        row_labels: drawn in a column on the left (default: the mapping's keys, if any).
+        row_labels: drawn in a column on the left (default: the mapping's keys, if any); a label
+            wider than the column is written bottom-up along its row, whole.
         ncols: columns when ``rows`` is a single batch (default: all in one row).
         image_size: S, each cell is S x S (+ the caption strip).
         fit: ``"column"`` (default: clouds in one column share one transform, so a
@@ -432,9 +433,30 @@ def render_grid(
                 draw.text((lab_w + j * image_size + (image_size - tw) / 2, y + image_size + 2), text,
                           fill=(40, 40, 40), font=font)
         if row_labels is not None and i < len(row_labels):
-            text = _clip_text(draw, str(row_labels[i]), font, lab_w - 4)
-            draw.text((2, y + image_size / 2 - fs / 2), text, fill=(40, 40, 40), font=font)
+            _draw_row_label(canvas, draw, str(row_labels[i]), fs, y, lab_w, image_size)
     return np.asarray(canvas)
+
+
+def _draw_row_label(canvas, draw, text: str, fs: int, y: int, lab_w: int, height: int) -> None:
+    """A row label in the label column (``lab_w`` wide, ``height`` high, from ``y``): horizontal when
+    it fits, else written bottom-up along the row (smaller, down to 6 px, if it must) so that it
+    is shown whole; clipped with "…" only when even that does not fit."""
+    from PIL import Image, ImageDraw
+
+    font = _font(fs)
+    if draw.textlength(text, font=font) <= lab_w - 4:
+        draw.text((2, y + height / 2 - fs / 2), text, fill=(40, 40, 40), font=font)
+        return
+    size = fs
+    while size > 6 and draw.textlength(text, font=_font(size)) > height - 4:
+        size -= 1
+    font = _font(size)
+    text = _clip_text(draw, text, font, height - 4)
+    tw = int(np.ceil(draw.textlength(text, font=font)))
+    strip = Image.new("RGB", (max(1, tw), size + 4), (255, 255, 255))
+    ImageDraw.Draw(strip).text((0, 1), text, fill=(40, 40, 40), font=font)
+    strip = strip.rotate(90, expand=True)
+    canvas.paste(strip, ((lab_w - strip.width) // 2, y + (height - strip.height) // 2))
 
 
 def _clip_text(draw, text: str, font, width: float) -> str:

@@ -341,7 +341,7 @@ def test_mesh_folder_bad_mesh_and_renderings(tmp_path):
     dm = dm_for(root, layout_options=opts)
     dm.prepare_data()
     folders = sorted((root / ".pc3d_cache" / "ShapeNetRendering" / "crate").iterdir())
-    assert [p.name for p in folders] == ["crate00.obj", "crate01.off", "crate02.ply"]
+    assert [p.name for p in folders] == ["crate00", "crate01", "crate02"]
     rendering = folders[0] / "rendering"
     assert (rendering / "renderings.txt").read_text().split() == ["00.png", "01.png"]
     meta = (rendering / "rendering_metadata.txt").read_text().splitlines()
