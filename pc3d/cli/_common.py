@@ -76,6 +76,34 @@ def _run_dir_resolver(out: Any, default: str) -> str:
 if not OmegaConf.has_resolver("pc3d.run_dir"):
     OmegaConf.register_new_resolver("pc3d.run_dir", _run_dir_resolver, use_cache=True)
 
+_HYDRA_SUBDIRS: dict[str, str] = {}
+
+
+def hydra_subdir(output_dir: Any, ckpt_path: Any) -> str:
+    """Where Hydra writes a job's config record (``hydra.output_subdir``), relative to its run folder.
+
+    ``.hydra``, except for a resumed job (``ckpt_path`` given) whose run folder already holds a
+    ``.hydra/config.yaml`` (a run resumed into its own folder): then ``.hydra/resume-<n>``, the first
+    free ``n``, so the first run's record is kept. Registered as the resolver ``pc3d.hydra_subdir``;
+    one answer per run folder per process (Hydra may read the key again after writing the files).
+    """
+    key = str(output_dir)
+    if key in _HYDRA_SUBDIRS:
+        return _HYDRA_SUBDIRS[key]
+    base = Path(key) / ".hydra"
+    sub = ".hydra"
+    if ckpt_path not in (None, "") and (base / "config.yaml").is_file():
+        n = 1
+        while (base / f"resume-{n}").exists():
+            n += 1
+        sub = f".hydra/resume-{n}"
+    _HYDRA_SUBDIRS[key] = sub
+    return sub
+
+
+if not OmegaConf.has_resolver("pc3d.hydra_subdir"):
+    OmegaConf.register_new_resolver("pc3d.hydra_subdir", hydra_subdir)
+
 
 #: Keys renamed by the CLI policy, per command: ``{old key: new key}``.
 RENAMED = {
@@ -175,3 +203,38 @@ def scalar_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         except (TypeError, ValueError):
             continue
     return dict(sorted(out.items()))
+
+
+class _DropTips(logging.Filter):
+    """Drop third-party advertising lines (Lightning's litlogger / LitServe tips)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("litlogger" in msg or "💡 Tip" in msg or msg.lstrip().startswith("Tip:"))
+
+
+def tidy_console_logging() -> None:
+    """One line per log record: when the root logger has handlers (Hydra's console and ``train.log``),
+    Lightning's loggers lose their own console handler (which printed every line a second time as
+    ``INFO: ...``) and propagate to the root; third-party tips are dropped. Idempotent."""
+    root = logging.getLogger()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in lg.filters):
+            lg.addFilter(_DropTips())
+        if root.handlers:
+            for h in list(lg.handlers):
+                if type(h) is logging.StreamHandler:
+                    lg.removeHandler(h)
+            lg.propagate = True
+    for h in root.handlers:
+        if not any(isinstance(f, _DropTips) for f in h.filters):
+            h.addFilter(_DropTips())
+
+
+def log_to_files(text: str, logger: str = "pc3d") -> None:
+    """Write ``text`` to the root logger's file handlers only (``train.log`` under Hydra), not the console."""
+    record = logging.getLogger(logger).makeRecord(logger, logging.INFO, __file__, 0, text, None, None)
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.FileHandler):
+            h.handle(record)

@@ -26,7 +26,15 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from pc3d.cli._common import CONFIG_DIR, hydra_entry, instantiate_group, plain_config, scalar_metrics
+from pc3d.cli._common import (
+    CONFIG_DIR,
+    hydra_entry,
+    instantiate_group,
+    log_to_files,
+    plain_config,
+    scalar_metrics,
+    tidy_console_logging,
+)
 
 log = logging.getLogger("pc3d.train")
 
@@ -38,7 +46,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     values), ``objective`` (the final value of ``cfg.optimized_metric``, null: of ``cfg.monitor``;
     see :func:`objective_value`), ``output_dir``, ``best_ckpt``, ``last_ckpt`` and the live
     ``model``, ``datamodule`` and ``trainer`` objects.
+
+    Resuming into the run folder of the checkpoint (``ckpt_path=<run>/checkpoints/last.ckpt`` with
+    ``out=<run>`` or ``hydra.run.dir=<run>``) continues that run's history: ``csv/metrics.csv`` keeps
+    its rows up to the checkpoint's step and the new ones are appended; a W&B logger resumes the
+    run id found in ``<run>/wandb`` (see :func:`prepare_resume`). An exception is logged with its
+    traceback (to ``train.log`` under Hydra) before it propagates.
     """
+    try:
+        return _train(cfg)
+    except Exception:
+        log.exception("pc3d-train failed (run dir: %s); the traceback follows",
+                      cfg.get("paths", {}).get("output_dir") if isinstance(cfg, DictConfig) else None)
+        raise
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
     import torch
     from hydra.utils import instantiate
@@ -47,14 +70,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from pc3d.callbacks import ConfigInCheckpoint
-    from pc3d.callbacks.checkpoint_io import (
-        SIGTERM_EXIT_CODE,
-        SaveOnSigterm,
-        checkpoint_plugins,
-        remove_stale_checkpoint_temps,
-    )
+    from pc3d.callbacks.checkpoint_io import SIGTERM_EXIT_CODE, checkpoint_plugins, remove_stale_checkpoint_temps
+    from pc3d.callbacks.last_checkpoint import SaveLastCheckpoint
     from pc3d.cli.config_types import check_config_types
 
+    tidy_console_logging()  # one console line per record, no third-party tips
     check_config_types(cfg)  # e.g. trainer.max_epochs=abc: an error naming the key, before any work
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
@@ -66,9 +86,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model = instantiate(cfg.model)
     callbacks = instantiate_group(cfg.get("callbacks"))
     best_cb, last_cb = callbacks.get("model_checkpoint"), callbacks.get("last_checkpoint")
-    on_sigterm = SaveOnSigterm(last_cb if isinstance(last_cb, ModelCheckpoint) else None, output_dir / "checkpoints")
+    # last.ckpt at every fit end, SIGTERM and Ctrl-C, whatever the validation schedule
+    on_sigterm = SaveLastCheckpoint(last_cb if isinstance(last_cb, ModelCheckpoint) else None,
+                                    output_dir / "checkpoints", best_cb if isinstance(best_cb, ModelCheckpoint) else None)
     callbacks = [*callbacks.values(), ConfigInCheckpoint(plain_config(cfg)), on_sigterm]
+    resume = prepare_resume(cfg, output_dir)
     loggers = list(instantiate_group(cfg.get("logger")).values())
+    resume.restore_csv(loggers)
     # every checkpoint is written atomically in its own folder (AtomicCheckpointIO), wherever the run folder is
     plugins = checkpoint_plugins(instantiate(cfg.trainer.plugins) if cfg.trainer.get("plugins") else None)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
@@ -89,7 +113,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 raise SIGTERMException
             metrics = scalar_metrics(trainer.callback_metrics)
             best = best_cb.best_model_path if isinstance(best_cb, ModelCheckpoint) else ""
-            last = last_cb.best_model_path if isinstance(last_cb, ModelCheckpoint) else ""
+            last = (last_cb.best_model_path if isinstance(last_cb, ModelCheckpoint) else "") or on_sigterm.saved_path or ""
             if cfg.get("test") and not trainer.interrupted:
                 trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
                 metrics.update(scalar_metrics(trainer.callback_metrics))
@@ -110,6 +134,107 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         print_summary(result)
     return result
+
+
+class _Resume:
+    """What :func:`prepare_resume` found: the earlier CSV rows to keep (per ``metrics.csv`` path)."""
+
+    def __init__(self, step: int | None, csv_rows: dict[str, tuple[list[str], list[dict[str, str]]]]) -> None:
+        self.step = step
+        self.csv_rows = csv_rows
+
+    def restore_csv(self, loggers: list[Any]) -> None:
+        """Put the kept rows back into each CSV logger's ``metrics.csv`` (Lightning's writer deletes the
+        file when it starts); the resumed run's rows are appended after them."""
+        import csv
+
+        from lightning.pytorch.loggers import CSVLogger
+
+        for lg in loggers:
+            if not isinstance(lg, CSVLogger):
+                continue
+            path = str(Path(lg.log_dir) / "metrics.csv")
+            kept = self.csv_rows.get(path)
+            if kept is None:
+                continue
+            header, rows = kept
+            writer = lg.experiment  # created now: removes the old file
+            writer.metrics_keys = list(header)
+            with open(writer.metrics_file_path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=header)
+                w.writeheader()
+                w.writerows(rows)
+            log.info("resumed: kept %d rows of %s (up to step %s)", len(rows), path, self.step)
+
+
+def _checkpoint_step(ckpt_path: str) -> int | None:
+    """The logging step of a Lightning checkpoint (batches that stepped; the global step when absent)."""
+    import torch
+
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"])
+    except (KeyError, TypeError, ValueError):
+        step = ckpt.get("global_step")
+        return int(step) if step is not None else None
+
+
+def wandb_run_id(save_dir: str | os.PathLike) -> str | None:
+    """The id of the newest W&B run under ``<save_dir>/wandb`` (``[offline-]run-<time>-<id>`` folders)."""
+    root = Path(save_dir) / "wandb"
+    if not root.is_dir():
+        return None
+    runs = [p for p in root.iterdir() if p.is_dir() and (p.name.startswith("run-") or p.name.startswith("offline-run-"))]
+    if not runs:
+        return None
+    newest = max(runs, key=lambda p: p.name.removeprefix("offline-"))
+    return newest.name.rsplit("-", 1)[-1] or None
+
+
+def prepare_resume(cfg: DictConfig, output_dir: Path) -> _Resume:
+    """When ``cfg.ckpt_path`` resumes into a run folder with an earlier history, keep that history.
+
+    * CSV loggers writing into ``output_dir``: the rows of their ``metrics.csv`` up to the checkpoint's
+      step are read here and written back by :meth:`_Resume.restore_csv` (earlier epochs stay; rows
+      the earlier run logged after the checkpoint are dropped, the resumed run logs them again);
+    * a W&B logger saving into ``output_dir`` whose ``wandb`` folder holds a run: ``id=<that id>`` and
+      ``resume="allow"`` are set in ``cfg`` (unless the config gives an id), so the same run continues.
+    """
+    import csv
+
+    from omegaconf import open_dict
+
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return _Resume(None, {})
+    step = _checkpoint_step(str(ckpt_path))
+    kept: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
+    for name, lg in (cfg.get("logger") or {}).items():
+        if not lg:
+            continue
+        target = str(lg.get("_target_", ""))
+        if target.endswith("CSVLogger") and step is not None:
+            version = lg.get("version")
+            version = "" if version is None else (f"version_{version}" if isinstance(version, int) else str(version))
+            path = Path(str(lg.get("save_dir", output_dir))) / str(lg.get("name") or "") / version / "metrics.csv"
+            if path.is_file():
+                with open(path, newline="") as fh:
+                    reader = csv.DictReader(fh)
+                    header = list(reader.fieldnames or [])
+                    rows = [r for r in reader if r.get("step") in (None, "") or float(r["step"]) <= step]
+                if header:
+                    kept[str(path)] = (header, rows)
+        elif target.endswith("WandbLogger") and not lg.get("id"):
+            run_id = wandb_run_id(str(lg.get("save_dir") or output_dir))
+            if run_id:
+                with open_dict(cfg):
+                    cfg.logger[name].id = run_id
+                    cfg.logger[name].resume = "allow"
+                log.info("resumed: W&B run id %s", run_id)
+    return _Resume(step, kept)
 
 
 def objective_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
@@ -159,6 +284,11 @@ def print_summary(result: dict[str, Any]) -> None:
     console.print(f"run dir:         {os.path.abspath(result['output_dir'])}")
     console.print(f"best checkpoint: {result['best_ckpt']}")
     console.print(f"last checkpoint: {result['last_ckpt']}  (resume: pc3d-train ckpt_path=<this>)")
+    # the same summary in train.log (the console has it above)
+    lines = ["pc3d: final metrics", *(f"  {k} = {v:.6g}" for k, v in result["metrics"].items()),
+             f"run dir:         {os.path.abspath(result['output_dir'])}",
+             f"best checkpoint: {result['best_ckpt']}", f"last checkpoint: {result['last_ckpt']}"]
+    log_to_files("\n".join(lines))
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -180,7 +310,13 @@ def _exit_on_sigterm(signum, frame) -> None:
 
 def main() -> None:
     """Console entry point ``pc3d-train``."""
+    import warnings
+
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.INFO)
+    # third-party deprecation notices are for library authors, not for a training console
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     hydra_entry("pc3d-train", "train", _hydra_main)
 
