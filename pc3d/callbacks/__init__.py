@@ -136,6 +136,29 @@ class RNGStateCheckpoint(L.Callback):
         self._pending = None
 
 
+#: Data arguments (at any depth of the data's build data, e.g. ``synthetic.root``) that hold a path.
+DATA_PATH_KEYS = frozenset({"root", "render_root", "cache_dir", "bad_files_report"})
+
+
+def absolute_data_paths(obj: Any, base: str | os.PathLike | None = None) -> Any:
+    """A copy of data build data (or config) with every string value of a :data:`DATA_PATH_KEYS`
+    key made absolute against ``base`` (default: the current directory). Other values (``None``,
+    ``False``, numbers) and other keys are kept as they are; ``~`` is expanded."""
+    base_path = Path.cwd() if base is None else Path(base)
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k in DATA_PATH_KEYS and isinstance(v, str) and v:
+                p = Path(v).expanduser()
+                out[k] = str(p if p.is_absolute() else (base_path / p).absolute())
+            else:
+                out[k] = absolute_data_paths(v, base_path)
+        return out
+    if isinstance(obj, list):
+        return [absolute_data_paths(v, base_path) for v in obj]
+    return obj
+
+
 class ConfigInCheckpoint(L.Callback):
     """Put what to build, as data, into every checkpoint, and the run's config beside it as a record.
 
@@ -145,7 +168,9 @@ class ConfigInCheckpoint(L.Callback):
     and nothing else, so a checkpoint never runs code. ``checkpoint["pc3d_config_record"]``: the
     whole config as YAML text, a record that nothing instantiates. When the config names a class
     that is not registered, only the record is written (with a warning): such a checkpoint holds
-    weights but cannot be rebuilt by ``load_model``.
+    weights but cannot be rebuilt by ``load_model``. Path-valued data arguments (``root``,
+    ``render_root``, ``synthetic.root``, ...: :data:`DATA_PATH_KEYS`) are stored absolute, resolved
+    against the directory the run started in, so ``pc3d-eval`` works from any directory.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -167,6 +192,9 @@ class ConfigInCheckpoint(L.Callback):
         except BuildDataError as e:
             logging.getLogger("pc3d.callbacks").warning(
                 "checkpoints of this run hold no build data (pc3d.models.load_model cannot rebuild them): %s", e)
+        if self.build is not None and self.build.get("data") is not None:
+            # relative to where training ran: absolute now, so the checkpoint works from any directory
+            self.build["data"] = absolute_data_paths(self.build["data"])
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         import copy

@@ -225,9 +225,11 @@ class PointCloudDataModule(LightningDataModule):
 
     # ------------------------------------------------------------------ data preparation
     def prepare_data(self) -> None:
-        """Generate the built-in set when ``synthetic`` is given, and sample (and render) a mesh
-        folder into its cache for ``layout="meshes"`` (rank 0 only under DDP)."""
-        if self.synthetic is None:
+        """Generate the built-in set when ``synthetic`` is given and something this module reads
+        lies inside it (:meth:`reads_builtin`: a ``data.root=`` elsewhere generates nothing), and
+        sample (and render) a mesh folder into its cache for ``layout="meshes"`` (rank 0 only under
+        DDP)."""
+        if not self.reads_builtin():
             if self.layout == "meshes" and self.layout_options.get("cache_dir", None) is not False:
                 self._prepare_meshes()
             return
@@ -236,6 +238,16 @@ class PointCloudDataModule(LightningDataModule):
         except ImportError as exc:  # pragma: no cover - depends on the installed package
             raise ImportError("synthetic data needs pc3d.data.synthetic, which could not be imported") from exc
         ensure_generated(**self.synthetic)
+
+    def reads_builtin(self) -> bool:
+        """Whether any folder this module reads (``root``, and ``render_root`` where a subclass has
+        one) lies inside the built-in root ``synthetic["root"]``; ``False`` without ``synthetic``.
+        Only then does :meth:`prepare_data` generate the built-in set."""
+        if self.synthetic is None:
+            return False
+        builtin = Path(self.synthetic["root"]).expanduser().absolute()
+        read = [self.root, getattr(self, "render_root", None)]
+        return any(p is not None and Path(p).expanduser().absolute().is_relative_to(builtin) for p in read)
 
     def _prepare_meshes(self) -> None:
         from pc3d.data.meshes import MeshFolderDataset
