@@ -87,8 +87,11 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = instantiate_group(cfg.get("callbacks"))
     best_cb, last_cb = callbacks.get("model_checkpoint"), callbacks.get("last_checkpoint")
     # last.ckpt at every fit end, SIGTERM and Ctrl-C, whatever the validation schedule
-    on_sigterm = SaveLastCheckpoint(last_cb if isinstance(last_cb, ModelCheckpoint) else None,
-                                    output_dir / "checkpoints", best_cb if isinstance(best_cb, ModelCheckpoint) else None)
+    on_sigterm = SaveLastCheckpoint(
+        last_cb if isinstance(last_cb, ModelCheckpoint) else None,
+        output_dir / "checkpoints",
+        best_cb if isinstance(best_cb, ModelCheckpoint) else None,
+    )
     callbacks = [*callbacks.values(), ConfigInCheckpoint(plain_config(cfg)), on_sigterm]
     resume = prepare_resume(cfg, output_dir)
     loggers = list(instantiate_group(cfg.get("logger")).values())
@@ -113,7 +116,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
                 raise SIGTERMException
             metrics = scalar_metrics(trainer.callback_metrics)
             best = best_cb.best_model_path if isinstance(best_cb, ModelCheckpoint) else ""
-            last = (last_cb.best_model_path if isinstance(last_cb, ModelCheckpoint) else "") or on_sigterm.saved_path or ""
+            last = last_cb.best_model_path if isinstance(last_cb, ModelCheckpoint) else ""
+            last = last or on_sigterm.saved_path or ""
             if cfg.get("test") and not trainer.interrupted:
                 trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
                 metrics.update(scalar_metrics(trainer.callback_metrics))
@@ -187,7 +191,7 @@ def wandb_run_id(save_dir: str | os.PathLike) -> str | None:
     root = Path(save_dir) / "wandb"
     if not root.is_dir():
         return None
-    runs = [p for p in root.iterdir() if p.is_dir() and (p.name.startswith("run-") or p.name.startswith("offline-run-"))]
+    runs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(("run-", "offline-run-"))]
     if not runs:
         return None
     newest = max(runs, key=lambda p: p.name.removeprefix("offline-"))

@@ -18,8 +18,8 @@ clouds in all.
 always shown whole. ``pc3d-view a.npy b.npy --index 0,1`` with two stacked files shows clouds 0
 and 1 of each; with two single-cloud files, both clouds. ``--colors file`` uses the per-point
 colours of each file that has them (PLY / PCD); a file without colours is drawn with height
-colours and a warning naming it is printed to stderr. Exit status 0 on success, 2 for unreadable files or wrong shapes (the message names
-the file and the expected shape).
+colours and a warning naming it is printed to stderr. Exit status 0 on success, 2 for unreadable
+files or wrong shapes (the message names the file and the expected shape).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ made by ``prepare_data`` into ``<mesh cache>/ShapeNetRendering`` (``layout_optio
     pc3d-train experiment=img2cloud data=meshes data.root=/my/assets
 
 (``conf/data/meshes.yaml`` builds :func:`mesh_datamodule`: an :class:`ImageCloudDataModule` when
-``image_size`` is set, as the image experiments do, else a plain point-cloud DataModule). Items of :class:`ImageCloudDataset` are the
-cloud item dict plus::
+``image_size`` is set, as the image experiments do, else a plain point-cloud DataModule). Items of
+:class:`ImageCloudDataset` are the cloud item dict plus::
 
     image   FloatTensor (3, H, W)   RGB in [0, 1], RGBA composited onto ``background``
     view    int                     index of the view in renderings.txt

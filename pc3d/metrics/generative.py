@@ -284,6 +284,11 @@ def jsd_between_sets(
     return max(0.0, jsd)
 
 
+def _labelled(progress: Any, label: str) -> Any:
+    """``progress(label, done, total)`` as a ``(done, total)`` callback for :func:`distance_matrix`."""
+    return None if progress is None else (lambda done, total: progress(label, done, total))
+
+
 def evaluate_generation(
     samples: Any,
     refs: Any,
@@ -336,12 +341,9 @@ def evaluate_generation(
             continue
         kw = dict(distance=dist, batch_size=batch_size, backend=backend, emd_method=emd_method)
 
-        def report(label: str) -> Any:
-            return None if progress is None else (lambda done, total: progress(f"{dist} {label}", done, total))
-
-        d_sr = distance_matrix(samples, refs, **kw, progress=report("samples x refs"))
-        d_ss = distance_matrix(samples, None, **kw, progress=report("samples x samples"))
-        d_rr = distance_matrix(refs, None, **kw, progress=report("refs x refs"))
+        d_sr = distance_matrix(samples, refs, **kw, progress=_labelled(progress, f"{dist} samples x refs"))
+        d_ss = distance_matrix(samples, None, **kw, progress=_labelled(progress, f"{dist} samples x samples"))
+        d_rr = distance_matrix(refs, None, **kw, progress=_labelled(progress, f"{dist} refs x refs"))
         mmd, cov = mmd_cov(d_sr)
         acc, acc_s, acc_r = one_nna(d_sr, d_ss, d_rr)
         out.update(

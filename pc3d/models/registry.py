@@ -115,6 +115,7 @@ REGISTRY: dict[str, Entry] = {
         Entry("point_cloud_datamodule", 1, "pc3d.data.PointCloudDataModule", load_overrides=_DATA_OVERRIDES),
         Entry("image_cloud_datamodule", 1, "pc3d.data.renderings.ImageCloudDataModule",
               load_overrides=_DATA_OVERRIDES),
+        Entry("mesh_datamodule", 1, "pc3d.data.renderings.mesh_datamodule", load_overrides=_DATA_OVERRIDES),
         # optimizer / scheduler factories (Hydra `_partial_: true` in conf/model/*.yaml)
         Entry("adam", 1, "torch.optim.Adam", kind="partial"),
         Entry("adamw", 1, "torch.optim.AdamW", kind="partial"),

@@ -77,6 +77,11 @@ def _accepted(target: str) -> set[str] | None:
     """Keyword arguments the class ``target`` takes (following ``**kwargs`` up the MRO); None: any."""
     module, _, name = target.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
+    if not inspect.isclass(cls):  # a factory function (e.g. conf/data/meshes.yaml's mesh_datamodule)
+        params = inspect.signature(cls).parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return None
+        return {p.name for p in params if p.kind is not p.VAR_POSITIONAL}
     names: set[str] = set()
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
