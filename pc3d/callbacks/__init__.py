@@ -29,8 +29,11 @@ __all__ = [
 class SaveReconstructions(L.Callback):
     """Save a few validation inputs and their reconstructions as ``.npy`` at every validation.
 
-    Files: ``<dirpath>/epoch_<EEEE>/<model_id>_input.npy`` and ``..._recon.npy`` (N, 3) float32,
-    from the first validation batch, in the data's normalised units. Rank 0 only. Expects the
+    Files: ``<dirpath>/epoch_<EEEE>/<k>_<model_id>_input.npy`` and ``..._recon.npy`` (N, 3) float32,
+    ``k`` = 00, 01, ... in the order picked, in the data's normalised units. The ``n`` clouds are
+    spread over the categories: the first cloud of each category seen in the validation loader (in
+    loader order), then, when there are fewer categories than ``n``, the next clouds of the first
+    batches. Batches without ``"category"`` count as one category. Rank 0 only. Expects the
     model's ``validation_step`` to return a dict with ``"recon"`` (B, N, 3).
     """
 
@@ -38,19 +41,44 @@ class SaveReconstructions(L.Callback):
         super().__init__()
         self.dirpath = Path(dirpath)
         self.n = int(n)
+        self._seen: set[int] = set()
+        self._spare: list[tuple[str, Any, Any]] = []
+        self._saved = 0
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._seen, self._spare, self._saved = set(), [], 0
+
+    def _save(self, trainer, model_id: str, points: Any, recon: Any) -> None:
+        folder = self.dirpath / f"epoch_{trainer.current_epoch:04d}"
+        stem = f"{self._saved:02d}_{model_id}"
+        atomic_save_npy(folder / f"{stem}_input.npy", points.detach().cpu().float().numpy())
+        atomic_save_npy(folder / f"{stem}_recon.npy", recon.detach().cpu().float().numpy())
+        self._saved += 1
 
     @rank_zero_only
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if batch_idx != 0 or trainer.sanity_checking or self.n <= 0 or not isinstance(outputs, dict):
+        if trainer.sanity_checking or self._saved >= self.n or not isinstance(outputs, dict):
             return
         recon = outputs.get("recon")
         if recon is None:
             return
-        folder = self.dirpath / f"epoch_{trainer.current_epoch:04d}"
-        ids = batch.get("model_id") or [f"{i:03d}" for i in range(len(recon))]
-        for i in range(min(self.n, len(recon))):
-            atomic_save_npy(folder / f"{ids[i]}_input.npy", batch["points"][i].detach().cpu().float().numpy())
-            atomic_save_npy(folder / f"{ids[i]}_recon.npy", recon[i].detach().cpu().float().numpy())
+        ids = batch.get("model_id") or [f"{batch_idx:03d}-{i:03d}" for i in range(len(recon))]
+        cats = batch.get("category")
+        for i in range(len(recon)):
+            cat = int(cats[i]) if cats is not None else 0
+            if cat not in self._seen and self._saved < self.n:
+                self._seen.add(cat)
+                self._save(trainer, str(ids[i]), batch["points"][i], recon[i])
+            elif len(self._spare) < self.n:
+                self._spare.append((str(ids[i]), batch["points"][i].detach().cpu(), recon[i].detach().cpu()))
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        for model_id, points, recon in self._spare[: max(self.n - self._saved, 0)]:
+            self._save(trainer, model_id, points, recon)
+        self._spare = []
 
 
 class SaveGeneratedSamples(L.Callback):
