@@ -201,6 +201,9 @@ class ConfigInCheckpoint(L.Callback):
     against the directory the run started in, so ``pc3d-eval`` works from any directory.
     """
 
+    #: also written into weights-only checkpoints (:class:`~pc3d.callbacks.nan_guard.FiniteModelCheckpoint`)
+    in_weights_only_checkpoints = True
+
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         import logging

@@ -299,6 +299,31 @@ class FiniteModelCheckpoint(ModelCheckpoint):
                     "file is kept", name, _where(trainer, None), len(bad), n, _names(bad))
         return False
 
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        """``save_weights_only=True``: the model's weights, plus what the callbacks that mark themselves
+        ``in_weights_only_checkpoints`` (:class:`~pc3d.callbacks.ConfigInCheckpoint`: the build data that
+        ``pc3d.models.load_model`` needs) put into a checkpoint; no optimizer, scheduler or
+        callback state (Lightning's own weights-only save calls no callback hooks). Such a file is a
+        third of a full one for Adam-trained models and scores, samples and tests like it, but cannot
+        resume a fit."""
+        if not self.save_weights_only:
+            super()._save_checkpoint(trainer, filepath)
+            return
+        with trainer.profiler.profile("save_checkpoint"):
+            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=True)
+            for cb in trainer.callbacks:
+                if getattr(cb, "in_weights_only_checkpoints", False):
+                    cb.on_save_checkpoint(trainer, trainer.lightning_module, checkpoint)
+            trainer.strategy.save_checkpoint(checkpoint, filepath)
+            trainer.strategy.barrier("FiniteModelCheckpoint.save_checkpoint")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            from weakref import proxy
+
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+
     def _save_topk_checkpoint(self, trainer, monitor_candidates) -> None:
         if self.save_top_k == 0 or self._finite(trainer, monitor_candidates, ""):
             super()._save_topk_checkpoint(trainer, monitor_candidates)

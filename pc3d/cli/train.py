@@ -106,6 +106,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         ckpt_path = cfg.get("ckpt_path")
         if ckpt_path and not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        if ckpt_path:
+            check_resumable(ckpt_path)
         if trainer.is_global_zero:  # temp files of saves killed mid-write (SIGKILL, OOM) in a previous run
             remove_stale_checkpoint_temps([*(getattr(cb, "dirpath", None) for cb in trainer.checkpoint_callbacks),
                                            Path(ckpt_path).parent if ckpt_path else None])
@@ -136,8 +138,41 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
               "last_ckpt": last or None, "model": model, "datamodule": datamodule, "trainer": trainer}
     result["objective"] = objective_value(cfg, metrics)
     if trainer.is_global_zero:
+        write_final_metrics(output_dir, metrics)
         print_summary(result)
     return result
+
+
+def check_resumable(ckpt_path: str) -> None:
+    """Refuse, with what to do instead, a checkpoint that cannot resume a fit: a weights-only file
+    (the run's best checkpoint, ``callbacks.model_checkpoint.save_weights_only``)."""
+    import torch
+
+    try:  # mmap: only the keys are read
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip checkpoint: Lightning says what is wrong
+        return
+    if isinstance(ckpt, dict) and "state_dict" in ckpt and "optimizer_states" not in ckpt:
+        raise ValueError(
+            f"ckpt_path={ckpt_path}: a weights-only checkpoint (the model's weights, no optimizer / loop state: "
+            f"a run's best checkpoint), which cannot resume a fit. Resume from the run's checkpoints/last.ckpt; "
+            f"score or sample this one with pc3d-eval / pc3d-generate ckpt_path=<this>")
+
+
+def write_final_metrics(output_dir: str | os.PathLike, metrics: dict[str, float]) -> Path:
+    """``<run>/final_metrics.json``: the run's final metrics (``{name: value}``, the table printed at the end),
+    written atomically; ``pc3d-plot`` and multirun summaries read it."""
+    from pc3d.io import atomic_write_json
+
+    return atomic_write_json(Path(output_dir) / "final_metrics.json", {k: float(v) for k, v in metrics.items()})
+
+
+def _size(path: str | None) -> str:
+    """`` (123.4 MB)`` for an existing file, else ``""``."""
+    try:
+        return f" ({os.path.getsize(path) / 1e6:.1f} MB)" if path else ""
+    except OSError:
+        return ""
 
 
 class _Resume:
@@ -286,12 +321,13 @@ def print_summary(result: dict[str, Any]) -> None:
         table.add_row(k, f"{v:.6g}")
     console.print(table)
     console.print(f"run dir:         {os.path.abspath(result['output_dir'])}")
-    console.print(f"best checkpoint: {result['best_ckpt']}")
-    console.print(f"last checkpoint: {result['last_ckpt']}  (resume: pc3d-train ckpt_path=<this>)")
+    best = f"best checkpoint: {result['best_ckpt']}{_size(result['best_ckpt'])}"
+    last = f"last checkpoint: {result['last_ckpt']}{_size(result['last_ckpt'])}"
+    console.print(f"{best}  (weights: pc3d-eval / pc3d-generate ckpt_path=<this>)" if result["best_ckpt"] else best)
+    console.print(f"{last}  (resume: pc3d-train ckpt_path=<this>)")
     # the same summary in train.log (the console has it above)
     lines = ["pc3d: final metrics", *(f"  {k} = {v:.6g}" for k, v in result["metrics"].items()),
-             f"run dir:         {os.path.abspath(result['output_dir'])}",
-             f"best checkpoint: {result['best_ckpt']}", f"last checkpoint: {result['last_ckpt']}"]
+             f"run dir:         {os.path.abspath(result['output_dir'])}", best, last]
     log_to_files("\n".join(lines))
 
 
