@@ -116,6 +116,17 @@ RENAMED = {
 }
 
 
+#: Config groups a command does not read, with why: an override of one of their keys (``data.root=...``)
+#: exits with this message instead of Hydra's "Key 'data' is not in struct".
+NOT_READ = {
+    "generate": {"data": "pc3d-generate reads no data: it samples the generator's latent prior, and the checkpoint "
+                         "holds everything it needs (data.* keys are for pc3d-train and pc3d-eval, e.g. "
+                         "pc3d-eval ckpt_path=<ckpt> data.root=<folder> to score the samples against a data split)"},
+    "reconstruct": {"data": "pc3d-reconstruct reads the images given as image=, not a data split (its image_size= "
+                            "sets the resolution; data.* keys are for pc3d-train and pc3d-eval)"},
+}
+
+
 def _override_key(arg: str) -> str | None:
     """The key of a Hydra override (``+a.b=1`` -> ``a.b``); ``None`` for flags (``--help``, ``-m``)."""
     if arg.startswith("-"):
@@ -152,6 +163,11 @@ def reject_renamed(prog: str, command: str, args: Iterable[str] | Mapping[str, A
     for key in keys:
         if key in renamed:
             raise ValueError(renamed_message(prog, key, renamed[key]))
+    if not isinstance(args, Mapping | DictConfig):
+        for key in keys:
+            why = NOT_READ.get(command, {}).get(key.split(".", 1)[0])
+            if why is not None:
+                raise ValueError(f"{prog}: {key} is not a key of this command: {why}")
 
 
 def hydra_entry(prog: str, command: str, hydra_main, argv: Sequence[str] | None = None) -> Any:

@@ -26,18 +26,9 @@ import numpy as np
 from omegaconf import DictConfig
 
 from pc3d.cli._common import CONFIG_DIR, hydra_entry, reject_renamed
-from pc3d.io import atomic_write
+from pc3d.io import atomic_save_npy, atomic_write
 
 log = logging.getLogger("pc3d.generate")
-
-
-def save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` as ``.npy`` atomically."""
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-    atomic_write(path, write)
 
 
 def save_ply(path: Path, points: np.ndarray) -> None:
@@ -102,11 +93,11 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     width = max(4, len(str(n - 1)))
     if cfg.get("npy", True):
         result["npy"] = out / "samples.npy"
-        save_npy(result["npy"], clouds)
+        atomic_save_npy(result["npy"], clouds)
     for i, cloud in enumerate(clouds):
         if cfg.get("npy_per_cloud", False):
             p = out / "npy" / f"sample_{i:0{width}d}.npy"
-            save_npy(p, cloud)
+            atomic_save_npy(p, cloud)
             result["npy_per_cloud"].append(p)
         if cfg.get("ply", True):
             p = out / "ply" / f"sample_{i:0{width}d}.ply"

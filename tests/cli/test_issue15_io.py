@@ -242,3 +242,21 @@ def test_eval_progress_lines_when_not_a_terminal():
     for d in (2, 6):
         bar("cd samples x refs", d, 6)
     assert "pc3d-eval cd samples x refs" in tty.getvalue()
+
+
+@pytest.mark.parametrize("prog,command", [("pc3d-generate", "generate"), ("pc3d-reconstruct", "reconstruct")])
+def test_data_keys_on_commands_that_read_no_data_say_why(prog, command, capsys):
+    """Issue 15, defect 4: eval takes train's data.* keys; generate / reconstruct read no data split, and a
+    data.* override says so (instead of Hydra's "Key 'data' is not in struct")."""
+    from pc3d.cli._common import hydra_entry
+
+    def never():
+        raise AssertionError("Hydra must not run")
+
+    for arg in ("data.root=/somewhere", "+data.n_points=2048"):
+        with pytest.raises(SystemExit) as e:
+            hydra_entry(prog, command, never, ["ckpt_path=x.ckpt", arg])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{prog}: {arg.split('=')[0].lstrip('+')} is not a key of this command" in err
+        assert "reads" in err and "pc3d-eval" in err
