@@ -131,7 +131,9 @@ def reconstruct(cfg: DictConfig) -> dict[str, Any]:
     from pc3d.models.io import load_model, read_checkpoint_config
 
     reject_renamed("pc3d-reconstruct", "reconstruct", cfg)
-    ckpt = Path(str(cfg.ckpt_path))
+    from pc3d import pretrained
+
+    ckpt = pretrained.resolve(str(cfg.ckpt_path))  # pretrained:<name>: the shipped weights
     image = Path(str(cfg.image))
     out = Path(str(cfg.out)) if cfg.get("out") else Path(cfg.paths.output_dir)
     if not ckpt.is_file():

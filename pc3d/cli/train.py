@@ -104,6 +104,10 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 
     try:
         ckpt_path = cfg.get("ckpt_path")
+        if ckpt_path and str(ckpt_path).startswith("pretrained:"):
+            raise ValueError(f"ckpt_path={ckpt_path}: shipped weights cannot resume a fit (they hold no optimizer "
+                             f"state); to start from them use the model's warm-start keys, e.g. "
+                             f"model.ae_ckpt_path={ckpt_path}, or score / sample them with pc3d-eval / pc3d-generate")
         if ckpt_path and not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file")
         if ckpt_path:
@@ -320,11 +324,12 @@ def print_summary(result: dict[str, Any]) -> None:
     for k, v in result["metrics"].items():
         table.add_row(k, f"{v:.6g}")
     console.print(table)
-    console.print(f"run dir:         {os.path.abspath(result['output_dir'])}")
+    console.print(f"run dir:         {os.path.abspath(result['output_dir'])}", soft_wrap=True)
     best = f"best checkpoint: {result['best_ckpt']}{_size(result['best_ckpt'])}"
     last = f"last checkpoint: {result['last_ckpt']}{_size(result['last_ckpt'])}"
-    console.print(f"{best}  (weights: pc3d-eval / pc3d-generate ckpt_path=<this>)" if result["best_ckpt"] else best)
-    console.print(f"{last}  (resume: pc3d-train ckpt_path=<this>)")
+    console.print(f"{best}  (weights: pc3d-eval / pc3d-generate ckpt_path=<this>)" if result["best_ckpt"] else best,
+                  soft_wrap=True)  # paths whole on one line (copied into commands), also in logs
+    console.print(f"{last}  (resume: pc3d-train ckpt_path=<this>)", soft_wrap=True)
     # the same summary in train.log (the console has it above)
     lines = ["pc3d: final metrics", *(f"  {k} = {v:.6g}" for k, v in result["metrics"].items()),
              f"run dir:         {os.path.abspath(result['output_dir'])}", best, last]

@@ -65,10 +65,19 @@ class CheckpointError(ValueError):
 
 def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``; a missing file raises ``FileNotFoundError``, a pickle
-    that needs arbitrary objects (or code) or an unreadable file a :class:`CheckpointError` naming it."""
-    path = Path(path)
+    that needs arbitrary objects (or code) or an unreadable file a :class:`CheckpointError` naming it.
+    ``pretrained:<name>`` and ``.safetensors`` files (:mod:`pc3d.pretrained`) are read as checkpoint-shaped
+    dicts (``state_dict`` in float32 + ``pc3d_build``)."""
+    from pc3d import pretrained
+
+    path = pretrained.resolve(path)  # pretrained:<name> -> the shipped .safetensors file
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":  # tensors + string metadata: no pickle at all
+        try:
+            return pretrained.read_safetensors(path, map_location=map_location)
+        except ValueError as e:
+            raise CheckpointError(str(e)) from None
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -40,7 +40,7 @@ def test_best_is_weights_only_and_scores_like_last(tiny_builtin, tmp_path, capsy
     assert torch.equal(load_model(best)(x), load_model(last)(x))
     out = capsys.readouterr().out
     mb = os.path.getsize(best) / 1e6
-    assert f"{Path(best).name} ({mb:.1f} MB)" in out.replace("\n", "")
+    assert f"{Path(best).name} ({mb:.1f} MB)" in out  # one line, not wrapped by the console
     assert f"({os.path.getsize(last) / 1e6:.1f} MB)" in out
     assert "test/cd" in result["metrics"]  # the final test read the weights-only best
 
