@@ -13,7 +13,9 @@ from torch import nn
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RESNET_ARCHS", "ResNetImageEncoder"]
 
 #: Supported backbones and the width of their pooled feature.
-RESNET_ARCHS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+#: ``resnet10``: torchvision's ``ResNet`` with one BasicBlock per stage (4.9 M parameters against
+#: ResNet-18's 11.2 M; no ImageNet weights exist for it), the image encoder of the shipped weights.
+RESNET_ARCHS = {"resnet10": 512, "resnet18": 512, "resnet34": 512, "resnet50": 2048}
 #: Normalization of torchvision's ImageNet weights (applied inside :class:`ResNetImageEncoder`).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,7 +49,8 @@ class ResNetImageEncoder(nn.Module):
     do).
 
     Args:
-        arch: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
+        arch: ``"resnet10"`` (one BasicBlock per stage; random init only), ``"resnet18"``,
+            ``"resnet34"`` or ``"resnet50"``.
         latent_dim: size of the output code.
         input_size: side the images are brought to (>= 32).
         resize_mode: ``"resize"`` or ``"center_crop"``.
@@ -88,7 +91,14 @@ class ResNetImageEncoder(nn.Module):
         self.input_size = int(input_size)
         self.resize_mode = resize_mode
         self.feature_dim = RESNET_ARCHS[arch]
-        self.backbone = getattr(torchvision.models, arch)(weights=None)
+        if arch == "resnet10":
+            from torchvision.models.resnet import BasicBlock, ResNet
+
+            if pretrained == "imagenet":
+                raise ValueError("ResNetImageEncoder: there are no ImageNet weights for resnet10; use resnet18/34/50")
+            self.backbone = ResNet(BasicBlock, [1, 1, 1, 1])
+        else:
+            self.backbone = getattr(torchvision.models, arch)(weights=None)
         self.backbone.fc = nn.Identity()
         self.proj = nn.Linear(self.feature_dim, self.latent_dim)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -94,3 +94,21 @@ def test_imagenet_from_the_hub_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     enc = ResNetImageEncoder("resnet18", latent_dim=8, input_size=32, pretrained="imagenet")
     assert torch.equal(enc.backbone.conv1.weight, src.conv1.weight)
+
+
+def test_resnet10_is_torchvision_resnet_with_one_block_per_stage():
+    """The shipped image model's encoder: torchvision's ResNet(BasicBlock, [1, 1, 1, 1]), no ImageNet weights."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    enc = ResNetImageEncoder("resnet10", latent_dim=16, input_size=32).eval()
+    ref = ResNet(BasicBlock, [1, 1, 1, 1])
+    ref.fc = torch.nn.Identity()
+    assert [n for n, _ in enc.backbone.named_parameters()] == [n for n, _ in ref.named_parameters()]
+    assert [len(getattr(enc.backbone, f"layer{i}")) for i in range(1, 5)] == [1, 1, 1, 1]
+    n = sum(p.numel() for p in enc.backbone.parameters())
+    assert n == sum(p.numel() for p in ref.parameters()) and 4.8e6 < n < 5.0e6  # vs ResNet-18's 11.2 M
+    ref.load_state_dict(enc.backbone.state_dict())
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(enc.features(x), ref.eval()((x - enc.mean) / enc.std), atol=1e-6)
+    with pytest.raises(ValueError, match="no ImageNet weights for resnet10"):
+        ResNetImageEncoder("resnet10", pretrained="imagenet")
