@@ -48,8 +48,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 log = logging.getLogger(__name__)
+_curves_log = logging.getLogger("pc3d.viz")  # TrainingCurves: "training curves: <path>"
 
-__all__ = ["LogMedia", "default_media"]
+__all__ = ["LogMedia", "TrainingCurves", "default_media"]
 
 
 def _is_images(x: Any) -> bool:
@@ -221,3 +222,70 @@ class LogMedia(L.Callback):
                 objs.append(wandb.Object3D(data, caption=cap[i] if i < len(cap) and cap[i] else f"{name} {i}"))
             logged[f"media/{name.replace(' ', '_')}"] = objs
         wl.log_metrics(logged, step=trainer.global_step)
+
+
+class TrainingCurves(L.Callback):
+    """Draw the run's logged curves (``metrics.csv``) into ``<dirpath>/curves.png`` at the end of every fit.
+
+    Written at the end of ``fit`` and again at the end of ``test`` (so the test metrics are on it),
+    and when a run stops on an exception or Ctrl-C with metrics logged; global rank 0 only. The
+    loggers are flushed first (``logger.save()``). The picture is :func:`pc3d.viz.curves.plot_run_curves`:
+    losses, one panel per other metric, the learning rate; x = global step. Drawing never fails the
+    run: an error is logged as a warning. The path goes to the log once: ``training curves: <path>``.
+
+    Args:
+        dirpath: the run folder (default ``trainer.default_root_dir``); its ``csv/metrics.csv`` is
+            read when no CSVLogger is attached.
+        filename: the picture's name in ``dirpath``.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike | None = None, filename: str = "curves.png") -> None:
+        super().__init__()
+        self.dirpath = Path(dirpath) if dirpath is not None else None
+        self.filename = str(filename)
+        self.written: Path | None = None  # the last picture written, for tests and scripts
+
+    def _metrics_csv(self, trainer, folder: Path) -> Path | None:
+        for lg in trainer.loggers:
+            path = getattr(getattr(lg, "experiment", None), "metrics_file_path", None)
+            if path and Path(path).is_file():
+                return Path(path)
+        from pc3d.viz.curves import find_metrics_csv
+
+        return find_metrics_csv(folder)
+
+    def write(self, trainer) -> Path | None:
+        """Flush the loggers and draw the curves; the picture's path, or ``None`` (nothing logged, not rank 0,
+        or an error, logged as a warning)."""
+        if not trainer.is_global_zero:
+            return None
+        try:
+            for lg in trainer.loggers:
+                lg.save()
+            folder = self.dirpath or Path(trainer.default_root_dir)
+            csv_path = self._metrics_csv(trainer, folder)
+            if csv_path is None or csv_path.stat().st_size == 0:
+                _curves_log.debug("TrainingCurves: no metrics.csv in %s; no curves drawn", folder)
+                return None
+            from pc3d.viz.curves import plot_run_curves, read_metrics_csv
+
+            if not read_metrics_csv(csv_path):
+                return None
+            path = plot_run_curves(csv_path, out=folder / self.filename)
+            if self.written is None:
+                _curves_log.info("training curves: %s", path)
+        except Exception as exc:  # a picture is never worth a failed run
+            _curves_log.warning("could not draw the training curves (%s: %s); the run goes on",
+                                exc.__class__.__name__, exc)
+            return None
+        self.written = path
+        return path
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.write(trainer)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.write(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.write(trainer)
