@@ -339,6 +339,12 @@ def print_summary(result: dict[str, Any]) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     # the final value of cfg.optimized_metric (null: cfg.monitor), for Hydra sweepers that optimise it
+    if cfg.get("stages"):  # experiment=system: the whole system, stage after stage (pc3d.cli.system)
+        from hydra.core.hydra_config import HydraConfig
+
+        from pc3d.cli.system import run_system
+
+        return run_system(cfg, HydraConfig.get().overrides.task)["objective"]
     return train(cfg)["objective"]
 
 
@@ -363,7 +369,11 @@ def main() -> None:
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    hydra_entry("pc3d-train", "train", _hydra_main)
+    from pc3d.cli.system import is_system_run, system_args
+
+    args = sys.argv[1:]
+    # no experiment / model / data / debug choice and no ckpt_path: the whole system (conf/experiment/system.yaml)
+    hydra_entry("pc3d-train", "train", _hydra_main, system_args(args) if is_system_run(args) else args)
 
 
 if __name__ == "__main__":

@@ -217,7 +217,9 @@ def load_frozen_autoencoder(ckpt_path: str | os.PathLike, map_location: str | to
     parameter gets ``requires_grad=False``. Raises ``FileNotFoundError`` / ``ValueError`` for a
     missing file or a model without ``encode`` and ``decoder``.
     """
-    path = Path(ckpt_path)
+    from pc3d import pretrained
+
+    path = pretrained.resolve(ckpt_path)  # pretrained:autoencoder: the shipped autoencoder
     if not path.is_file():
         raise FileNotFoundError(f"Image2Cloud: ae_ckpt not found: {path} (train one with experiment=ae_pretrain)")
     ae = load_model(path, map_location=map_location)
@@ -275,9 +277,10 @@ def fpd_scorer(classifier_ckpt: str | os.PathLike, stats: Any, **kwargs: Any) ->
     :class:`pc3d.models.TreeGAN` builds. Raises ``FileNotFoundError`` naming ``classifier_ckpt``
     when the file is missing.
     """
+    from pc3d import pretrained
     from pc3d.metrics.fpd import FPDScorer
 
-    path = Path(classifier_ckpt)
+    path = pretrained.resolve(classifier_ckpt)  # pretrained:<name>: shipped weights
     if not path.is_file():
         raise FileNotFoundError(f"FPDScorer: classifier_ckpt not found: {path}")
     return FPDScorer(load_classifier(path), stats, classifier_ckpt=path, **kwargs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -46,7 +45,9 @@ def load_autoencoder_for_lgan(ae_ckpt_path: str | os.PathLike | None) -> tuple[n
         raise ValueError("LatentGAN: model.ae_ckpt_path is required: the checkpoint of a pretrained pc3d "
                          "Autoencoder, e.g. model.ae_ckpt_path=outputs/ae_synthetic/runs/<time>/checkpoints/last.ckpt "
                          "(train one with pc3d-train experiment=ae_synthetic)")
-    path = Path(ae_ckpt_path)
+    from pc3d import pretrained
+
+    path = pretrained.resolve(ae_ckpt_path)  # pretrained:<name>: shipped weights
     if not path.is_file():
         raise FileNotFoundError(f"LatentGAN: model.ae_ckpt_path={ae_ckpt_path}: no such checkpoint file "
                                 "(train one with pc3d-train experiment=ae_synthetic)")

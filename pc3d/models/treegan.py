@@ -45,7 +45,9 @@ def load_generator_weights(generator: nn.Module, ckpt_path: str | os.PathLike, p
     keys already match. Raises ``FileNotFoundError`` / ``ValueError`` with the mismatching keys
     and shapes. Returns the prefix used.
     """
-    path = Path(ckpt_path)
+    from pc3d import pretrained
+
+    path = pretrained.resolve(ckpt_path)  # pretrained:<name>: shipped weights
     if not path.is_file():
         raise FileNotFoundError(f"warm start: checkpoint not found: {path}")
     from pc3d.models.io import config_view, torch_load
