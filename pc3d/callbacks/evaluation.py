@@ -14,6 +14,8 @@ key                            meaning                                          
 ``test/emd``, ``test/fscore``  EMD, F-score@tau, mean over test shapes             :class:`ReconstructionMetrics`
 ``test/<m>_<category>``        the same per category (``test/cd_chair``)           :class:`ReconstructionMetrics`
 ``test/linear_probe_acc``      category accuracy of a linear probe on the latents  :class:`LinearProbe`
+``test/linear_probe_<l>_acc``  the same for item key ``<l>_label`` (``label_key``,  :class:`LinearProbe`
+                               e.g. ``test/linear_probe_fine_acc``)
 ``val|test/mmd_cd``,           MMD / COV / 1-NNA with Chamfer of generated clouds  :class:`GenerationMetrics`
 ``val|test/cov_cd``,           against the first references of the split
 ``val|test/1nna_cd``
@@ -27,6 +29,7 @@ checkpoint may monitor ``val/mmd_cd``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -200,38 +203,77 @@ class GenerationMetrics(L.Callback):
         self._evaluate(trainer, pl_module, "test")
 
 
+class _Relabelled:
+    """A loader whose batches carry ``batch[key]`` as ``"category"`` (for ``pl_module.embed``)."""
+
+    def __init__(self, loader, key: str) -> None:
+        self.loader, self.key = loader, key
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            batch = dict(batch)
+            batch["category"] = batch[self.key]
+            yield batch
+
+
 class LinearProbe(L.Callback):
     """Linear probe of an encoder's latents at the end of testing (self-supervised pretraining).
 
     Collects the latents ``outputs["z"]`` (B, D) that the model's ``test_step`` returns, with
-    ``batch["category"]`` (B,); at the end of testing a logistic regression
+    ``batch[label_key]`` (B,); at the end of testing a logistic regression
     (:func:`pc3d.metrics.probe.linear_probe`) is fitted on the latents of the whole train split
-    (``pl_module.embed(datamodule.probe_dataloader("train"))``) and predicts the category of the
-    test shapes. Logged: ``test/linear_probe_acc`` (test accuracy) and
-    ``test/linear_probe_train_acc`` (train accuracy), fractions in [0, 1]. A no-op when the test
-    steps return no ``"z"`` or the data module has no ``probe_dataloader``.
+    (``pl_module.embed(datamodule.probe_dataloader("train"))``, its labels read from ``label_key``)
+    and predicts the labels of the test shapes. Logged: ``test/linear_probe_acc`` (test accuracy)
+    and ``test/linear_probe_train_acc`` (train accuracy), fractions in [0, 1]. A no-op when the
+    test steps return no ``"z"`` or the data module has no ``probe_dataloader``.
+
+    Args:
+        label_key: the batch key of the labels: ``"category"`` (default) or another integer label,
+            e.g. ``"fine_label"`` (the built-in set's fine-grained classes, see
+            :data:`pc3d.data.synthetic.FINE_CLASSES`). Other keys log under the key's name without
+            a ``_label`` suffix: ``test/linear_probe_fine_acc``, ``test/linear_probe_fine_train_acc``.
+            Shapes labelled ``-1`` (unknown) are left out of the probe; a no-op (with a warning)
+            when the batches have no ``label_key``.
 
     Shapes:
-        outputs["z"]: (B, D); batch["category"]: (B,); pl_module.embed(loader) -> ((M, D), (M,))
+        outputs["z"]: (B, D); batch[label_key]: (B,); pl_module.embed(loader) -> ((M, D), (M,))
     """
 
-    def __init__(self) -> None:
+    def __init__(self, label_key: str = "category") -> None:
         super().__init__()
+        if not isinstance(label_key, str) or not label_key:
+            raise ValueError(f"LinearProbe: label_key must be a non-empty str, got {label_key!r}")
+        self.label_key = label_key
+        name = label_key[: -len("_label")] if label_key.endswith("_label") else label_key
+        self.prefix = "test/linear_probe" if label_key == "category" else f"test/linear_probe_{name}"
         self._latents: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
+        self._missing = False
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self._latents.clear()
         self._labels.clear()
+        self._missing = False
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if isinstance(outputs, Mapping) and outputs.get("z") is not None:
+            if self.label_key not in batch:
+                self._missing = True
+                return
             self._latents.append(outputs["z"].cpu())
-            self._labels.append(batch["category"].cpu())
+            self._labels.append(torch.as_tensor(batch[self.label_key]).cpu())
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         from pc3d.metrics.probe import linear_probe
 
+        if self._missing:
+            warnings.warn(f"LinearProbe: the test batches have no {self.label_key!r}; no probe", stacklevel=2)
+            self._latents.clear()
+            self._labels.clear()
+            return
         if not self._latents:
             return
         dm = getattr(trainer, "datamodule", None)
@@ -242,12 +284,19 @@ class LinearProbe(L.Callback):
         if trainer.world_size > 1:  # every rank saw a shard of the test split
             z_te = pl_module.all_gather(z_te.to(pl_module.device)).reshape(-1, z_te.shape[1]).cpu()
             y_te = pl_module.all_gather(y_te.to(pl_module.device)).reshape(-1).cpu()
-        z_tr, y_tr = pl_module.embed(dm.probe_dataloader("train"))
-        result = linear_probe(z_tr, y_tr, z_te, y_te)
-        pl_module.log("test/linear_probe_acc", result.accuracy, sync_dist=True)  # equal on every rank
-        pl_module.log("test/linear_probe_train_acc", result.train_accuracy, sync_dist=True)
+        loader = dm.probe_dataloader("train")
+        z_tr, y_tr = pl_module.embed(loader if self.label_key == "category" else _Relabelled(loader, self.label_key))
         self._latents.clear()
         self._labels.clear()
+        if self.label_key != "category":  # -1: a shape without this label
+            keep_tr, keep_te = y_tr >= 0, y_te >= 0
+            z_tr, y_tr, z_te, y_te = z_tr[keep_tr], y_tr[keep_tr], z_te[keep_te], y_te[keep_te]
+            if len(y_tr) == 0 or len(y_te) == 0:
+                warnings.warn(f"LinearProbe: no labelled {self.label_key!r} shapes; no probe", stacklevel=2)
+                return
+        result = linear_probe(z_tr, y_tr, z_te, y_te)
+        pl_module.log(f"{self.prefix}_acc", result.accuracy, sync_dist=True)  # equal on every rank
+        pl_module.log(f"{self.prefix}_train_acc", result.train_accuracy, sync_dist=True)
 
 
 class ReconstructionMetrics(L.Callback):

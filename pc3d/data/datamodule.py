@@ -14,6 +14,8 @@ Batches (see :func:`collate`)::
     shift     (B, 1, 3) float32   raw = points * scale + shift
     scale     (B, 1, 1) float32
     part_label (B, N)   int64     ShapeNet-part only: the part label of every point
+    fine_label (B,)     int64     built-in set only: fine-grained class, an index into
+                                  ``pc3d.data.synthetic.FINE_CLASSES`` (-1: not listed)
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ Items (see :class:`PC15kDataset`) are dicts::
     index     int                         position in the data set
     shift     FloatTensor (1, 3)
     scale     FloatTensor (1, 1)          raw = points * scale + shift
+    fine_label LongTensor ()              built-in set only: index into
+                                          ``pc3d.data.synthetic.FINE_CLASSES`` (-1 for a shape
+                                          the built-in root's ``fine_labels.json`` does not list)
 
 Normalization (``normalize=``), see also :mod:`pc3d.data.transforms`:
 
@@ -59,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from pc3d.data.base import PointCloudSet, compute_set_stats
 from pc3d.data.splits import SPLITS
@@ -216,6 +220,16 @@ class PC15kDataset(PointCloudSet):
     def __init__(self, root: str | Path, *args, pointflow_split: bool = False, **kwargs):
         self.pointflow_split = bool(pointflow_split)
         super().__init__(root, *args, **kwargs)
+        #: ``{"<synset>/<model_id>": fine label}`` of a complete built-in root (then items carry
+        #: ``fine_label``), else ``None``
+        self.fine_labels: dict[str, int] | None = _builtin_fine_labels(self.root)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        if self.fine_labels is not None:
+            label = self.fine_labels.get(f"{item['synset']}/{item['model_id']}", -1)
+            item["fine_label"] = torch.tensor(label, dtype=torch.int64)
+        return item
 
     # ------------------------------------------------------------------ hooks
     def _check_options(self) -> None:
@@ -348,6 +362,16 @@ def _incomplete_builtin(parent: Path, why: str) -> ValueError:
         f"pc3d.data.synthetic.ensure_generated({str(parent)!r}, ...) using the same parameters "
         f"(or overwrite=True)"
     )
+
+
+def _builtin_fine_labels(root: Path) -> dict[str, int] | None:
+    """Fine labels of the built-in root holding the PC15k folder ``root`` (written on first use for a
+    set generated before they existed), or ``None`` when ``root`` is not in a complete built-in root."""
+    if not (root.parent / SYNTHETIC_MANIFEST).is_file():
+        return None
+    from pc3d.data.synthetic.fine_labels import ensure_fine_labels
+
+    return ensure_fine_labels(root.parent)
 
 
 def _builtin_synsets() -> set[str]:

@@ -66,7 +66,8 @@ def test_layout(root: Path) -> None:
     assert S.read_manifest(pc) == man  # also found from the PC15k folder
     assert man["categories"] == {c: S.CATEGORIES[c] for c in CATS}
     assert man["params"]["n_points"] == 2000 and man["params"]["splits"] == [0.8, 0.1, 0.1]
-    assert sorted(p.name for p in root.iterdir()) == sorted([S.MANIFEST_NAME, S.PC15K_DIRNAME, S.RENDERING_DIRNAME])
+    assert sorted(p.name for p in root.iterdir()) == sorted([S.MANIFEST_NAME, S.FINE_LABELS_NAME, S.PC15K_DIRNAME,
+                                                             S.RENDERING_DIRNAME])
     for c in CATS:
         syn = S.CATEGORIES[c]
         assert sorted(p.name for p in (pc / syn).iterdir()) == ["test", "train", "val"]

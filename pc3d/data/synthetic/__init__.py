@@ -51,6 +51,7 @@ Layout under a dataset root ``root``
 
     root/
       pc3d_synthetic.json                           completion manifest, written LAST
+      fine_labels.json                              fine-grained class of every shape
       ShapeNetCore.v2.PC15k/
         synsetoffset2category.txt                   "name<TAB>synset" per line
         <synset>/{train,val,test}/<model_id>.npy    float32 (n_points, 3)
@@ -67,6 +68,13 @@ Layout under a dataset root ``root``
   (:func:`model_id`), like ShapeNet's.
 * Every model is rendered (whatever its split), like 3D-R2N2's ``ShapeNetRendering``;
   join the two trees by model id. With ``n_views=0`` no rendering tree is written.
+
+* ``fine_labels.json`` gives every shape a fine-grained class besides its category
+  (:data:`FINE_CLASSES`, 24 in all, 2-4 per category: ``"chair/pedestal"``, ``"car/pickup"``,
+  ``"bench/panels+back"``...), from the discrete style choices its builder made; see
+  :mod:`~pc3d.data.synthetic.fine_labels` (sets generated before it existed get it on first use,
+  by replaying the builders: :func:`ensure_fine_labels`). The readers expose it as the item key
+  ``fine_label``.
 
 Camera convention (``rendering_metadata.txt``)
 ----------------------------------------------
@@ -116,9 +124,10 @@ Each category is built in a temporary folder ``root/.tmp-<synset>-<random>`` and
 into place with ``os.replace`` (its point clouds, then its renderings); a marker
 ``root/.pc3d_synthetic.parts/<synset>.json`` then records it; the manifest
 ``root/pc3d_synthetic.json`` (parameters, categories, counts per split, pc3d version,
-camera constants) is written last, by write-to-temp-then-rename, and the markers are
-removed. A root without the manifest is not complete (:func:`is_complete`), and readers
-must refuse built-in synsets there (:func:`read_manifest`). A killed run leaves
+camera constants) is written last, by write-to-temp-then-rename (``fine_labels.json`` just
+before it, the same way), and the markers are removed. A root without the manifest is not
+complete (:func:`is_complete`), and readers must refuse built-in synsets there
+(:func:`read_manifest`). A killed run leaves
 ``.tmp-*`` folders (removed by the next run), finished categories with their markers
 (reused by the next run with the same parameters) and at most one category moved in
 without its marker (rebuilt). Generation holds an exclusive ``flock`` on the root folder
@@ -136,7 +145,8 @@ Modules
 :mod:`~pc3d.data.synthetic.categories` (one seeded builder per category, :func:`make_shape`),
 :mod:`~pc3d.data.synthetic.rendering` (:func:`render_view`, the ``rendering/`` folder writer),
 :mod:`~pc3d.data.synthetic.manifest` (layout names, parameters, the manifest, :func:`is_complete`),
-:mod:`~pc3d.data.synthetic.lock` (the root's lock, temporary folders and markers) and
+:mod:`~pc3d.data.synthetic.lock` (the root's lock, temporary folders and markers),
+:mod:`~pc3d.data.synthetic.fine_labels` (``fine_labels.json``: write, read, replay) and
 :mod:`~pc3d.data.synthetic.writer` (seeds, splits, :func:`generate`, :func:`ensure_generated`).
 
 Public API
@@ -150,7 +160,8 @@ building blocks: :func:`make_shape`, :func:`sample_surface`, :func:`clean_and_no
 
 from __future__ import annotations
 
-from pc3d.data.synthetic.categories import CATEGORIES, SYNSET_TO_NAME, make_shape
+from pc3d.data.synthetic.categories import CATEGORIES, FINE_CLASSES, SYNSET_TO_NAME, fine_class, make_shape
+from pc3d.data.synthetic.fine_labels import FINE_LABELS_NAME, ensure_fine_labels, read_fine_labels, replay_fine_labels
 from pc3d.data.synthetic.manifest import MANIFEST_NAME, PC15K_DIRNAME, RENDERING_DIRNAME, is_complete, read_manifest
 from pc3d.data.synthetic.primitives import clean_and_normalize, sample_surface
 from pc3d.data.synthetic.rendering import render_view, write_renderings
@@ -158,18 +169,24 @@ from pc3d.data.synthetic.writer import ensure_generated, generate, model_id
 
 __all__ = [
     "CATEGORIES",
+    "FINE_CLASSES",
+    "FINE_LABELS_NAME",
     "MANIFEST_NAME",
     "PC15K_DIRNAME",
     "RENDERING_DIRNAME",
     "SYNSET_TO_NAME",
     "clean_and_normalize",
+    "ensure_fine_labels",
     "ensure_generated",
+    "fine_class",
     "generate",
     "is_complete",
     "make_shape",
     "model_id",
+    "read_fine_labels",
     "read_manifest",
     "render_view",
+    "replay_fine_labels",
     "sample_surface",
     "write_renderings",
 ]

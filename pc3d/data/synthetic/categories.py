@@ -16,7 +16,18 @@ import numpy as np
 
 from pc3d.data.synthetic.primitives import Mesh, Parts, clean_and_normalize, o3d_unit, rot_x
 
-__all__ = ["CATEGORIES", "SYNSET_TO_NAME", "make_shape", "shape_arrays"]
+__all__ = [
+    "CATEGORIES",
+    "FINE_CLASSES",
+    "FINE_INDEX",
+    "SYNSET_TO_NAME",
+    "build_parts",
+    "fine_class",
+    "make_shape",
+    "shape_and_style",
+    "shape_arrays",
+    "shape_style",
+]
 
 CATEGORIES: dict[str, str] = {  # name -> synset id (pc3d's own ids)
     "airplane": "90000001",
@@ -111,7 +122,9 @@ def _chair(rng: np.random.Generator) -> Parts:
             for i in range(k):
                 y = (bh - rail) * (i + 0.5) / (k + 0.5)
                 back_box((bw - 2 * post, 0.05, bt * 0.7), (0, y, 0))
-    if rng.random() < 0.35:  # arms
+    arms = bool(rng.random() < 0.35)
+    p.style = {"support": support, "back": style, "arms": arms}
+    if arms:
         aw = rng.uniform(0.04, 0.07)
         ah = rng.uniform(0.18, 0.26)
         al = d * rng.uniform(0.7, 1.0)
@@ -144,6 +157,7 @@ def _table(rng: np.random.Generator) -> Parts:
         legs = _choice(rng, [1, 3, 4], [0.5, 0.3, 0.2])
     else:
         legs = _choice(rng, [4, 2], [0.8, 0.2])
+    p.style = {"top": top, "legs": int(legs)}
     if legs == 1:
         cr = rng.uniform(0.04, 0.08)
         p.cylinder((0, 0.03, 0), (0, ybot, 0), cr, res=16)
@@ -207,7 +221,9 @@ def _lamp(rng: np.random.Generator) -> Parts:
     else:
         p.frustum((0, 0, 0), (0, bh * 2, 0), br, br * rng.uniform(0.3, 0.7), res=24)
         bh *= 2
-    if rng.random() < 0.5:  # straight pole, shade on top
+    pole = bool(rng.random() < 0.5)
+    p.style = {"base": base, "kind": "pole" if pole else "desk"}
+    if pole:  # straight pole, shade on top
         pole_h = rng.uniform(0.3, 1.2)
         pr = rng.uniform(0.008, 0.02)
         p.cylinder((0, bh, 0), (0, bh + pole_h, 0), pr, res=10)
@@ -243,6 +259,7 @@ def _sofa(rng: np.random.Generator) -> Parts:
     n = _choice(rng, [2, 3, 4], [0.35, 0.45, 0.2])
     sw = rng.uniform(0.5, 0.7)
     arms = _choice(rng, ["box", "rolled", "none"], [0.5, 0.3, 0.2])
+    p.style = {"seats": int(n), "arms": arms}
     aw = rng.uniform(0.1, 0.25) if arms != "none" else 0.0
     inner = n * sw
     length = inner + 2 * aw
@@ -299,6 +316,7 @@ def _car(rng: np.random.Generator) -> Parts:
     clear = wr * rng.uniform(0.35, 0.7)
     body_h = rng.uniform(0.45, 0.75)
     kind = _choice(rng, ["sedan", "suv", "pickup"], [0.5, 0.3, 0.2])
+    p.style = {"kind": kind}
     # body: a box whose front top edge is lowered (hood slope) and rear slightly
     v, f = o3d_unit("box")
     v = v * np.array([width, body_h, length])
@@ -369,7 +387,9 @@ def _mug(rng: np.random.Generator) -> Parts:
         return rb + (rt - rb) * y / height
 
     yc = height * rng.uniform(0.42, 0.58)
-    if rng.random() < 0.75:  # torus handle in the XY plane, on +X
+    torus = bool(rng.random() < 0.75)
+    p.style = {"handle": "round" if torus else "square"}
+    if torus:  # torus handle in the XY plane, on +X
         a = height * rng.uniform(0.22, 0.36)
         tube = rng.uniform(0.005, 0.011)
         sy = rng.uniform(1.0, 1.4)
@@ -406,6 +426,7 @@ def _bench(rng: np.random.Generator) -> Parts:
     else:
         p.box((length, t, depth), (0, h - t / 2, 0))
     legs = _choice(rng, ["legs", "panels"], [0.65, 0.35])
+    p.style = {"support": legs, "back": False}
     lr = rng.uniform(0.02, 0.04)
     inset = rng.uniform(0.05, 0.2)
     xs = [-length / 2 + inset, length / 2 - inset]
@@ -422,7 +443,9 @@ def _bench(rng: np.random.Generator) -> Parts:
     else:
         for x in xs:
             p.box((0.04, h - t, depth * rng.uniform(0.8, 1.0)), (x, (h - t) / 2, 0))
-    if rng.random() < 0.5:  # backrest
+    back = bool(rng.random() < 0.5)
+    p.style["back"] = back
+    if back:  # backrest
         bh = rng.uniform(0.3, 0.45)
         tilt = rng.uniform(0, np.deg2rad(15))
         rot = rot_x(-tilt)
@@ -503,6 +526,7 @@ def _airplane(rng: np.random.Generator) -> Parts:
                 p.surface(root, (0, 1.0, 0), (1.0, 0, 0), fin_h * 0.7, hc * 0.55, hc * 0.35, fin_sweep, hc * 0.06)
     # engines
     eng = _choice(rng, ["none", "wing2", "wing4", "rear2"], [0.3, 0.4, 0.15, 0.15])
+    p.style = {"tail": tail, "engines": eng}
     er = rf * rng.uniform(0.35, 0.6)
     el = c_root * rng.uniform(0.6, 1.0)
     if eng in ("wing2", "wing4"):
@@ -536,12 +560,94 @@ _BUILDERS: dict[str, Callable[[np.random.Generator], Parts]] = {
 }
 
 
-def shape_arrays(category: str, rng: np.random.Generator) -> Mesh:
-    """Vertices (V, 3) float64 and triangles (T, 3) int64 of one normalised shape."""
+#: Fine-grained classes of the built-in set: ``"<category>/<sub-style>"``, grouped by category in
+#: :data:`CATEGORIES` order; a shape's fine label is its index here (:func:`fine_class`). Each
+#: sub-style is a discrete choice the builder already makes (recorded in ``Parts.style``), picked
+#: to be visible in a sparse cloud: a different support, a whole extra part (arms, backrest,
+#: engines, truck bed), not a slat count. Expected shares at the builders' probabilities in brackets.
+FINE_CLASSES: tuple[str, ...] = (
+    "airplane/no-engines",  # engines "none" (30%)
+    "airplane/wing-engines",  # 2 or 4 under the wings (55%)
+    "airplane/rear-engines",  # 2 beside the tail cone (15%)
+    "chair/legs",  # 3, 4 or 5 legs, no arms (53%)
+    "chair/legs+arms",  # 3, 4 or 5 legs, arms (29%)
+    "chair/pedestal",  # column on a disk or star base, with or without arms (18%)
+    "table/legs",  # rectangular or square top on 4 legs (56%)
+    "table/trestle",  # rectangular or square top on 2 side panels (14%)
+    "table/round-legs",  # round top on 3 or 4 legs (15%)
+    "table/round-pedestal",  # round top on one column (15%)
+    "lamp/pole",  # straight pole with a shade on top (50%)
+    "lamp/desk",  # 2-3 jointed arm segments and a conical head (50%)
+    "sofa/box-arms",  # (50%)
+    "sofa/rolled-arms",  # box arms with a roll on top (30%)
+    "sofa/armless",  # (20%)
+    "car/sedan",  # (50%)
+    "car/suv",  # (30%)
+    "car/pickup",  # short cabin and an open bed (20%)
+    "mug/round-handle",  # torus handle (75%)
+    "mug/square-handle",  # three-bar handle (25%)
+    "bench/legs",  # 4 or 6 legs, no backrest (32.5%)
+    "bench/legs+back",  # (32.5%)
+    "bench/panels",  # 2 side panels, no backrest (17.5%)
+    "bench/panels+back",  # (17.5%)
+)
+FINE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FINE_CLASSES)}
+
+
+def _fine_name(category: str, style: dict[str, Any]) -> str:
+    if category == "airplane":
+        eng = style["engines"]
+        return "airplane/" + ("no-engines" if eng == "none" else "rear-engines" if eng == "rear2" else "wing-engines")
+    if category == "chair":
+        if style["support"] == "pedestal":
+            return "chair/pedestal"
+        return "chair/legs+arms" if style["arms"] else "chair/legs"
+    if category == "table":
+        if style["top"] == "round":
+            return "table/round-pedestal" if style["legs"] == 1 else "table/round-legs"
+        return "table/trestle" if style["legs"] == 2 else "table/legs"
+    if category == "lamp":
+        return f"lamp/{style['kind']}"
+    if category == "sofa":
+        return "sofa/armless" if style["arms"] == "none" else f"sofa/{style['arms']}-arms"
+    if category == "car":
+        return f"car/{style['kind']}"
+    if category == "mug":
+        return f"mug/{style['handle']}-handle"
+    if category == "bench":
+        return f"bench/{style['support']}" + ("+back" if style["back"] else "")
+    raise ValueError(f"unknown category {category!r}; expected one of {list(CATEGORIES)}")
+
+
+def fine_class(category: str, style: dict[str, Any]) -> int:
+    """Fine label (index into :data:`FINE_CLASSES`) of a ``category`` shape built with ``style``
+    (the ``Parts.style`` its builder recorded)."""
+    return FINE_INDEX[_fine_name(category, style)]
+
+
+def build_parts(category: str, rng: np.random.Generator) -> Parts:
+    """The un-normalised :class:`Parts` of one shape (with its ``style``), drawn from ``rng``."""
     if category not in _BUILDERS:
         raise ValueError(f"unknown category {category!r}; expected one of {list(CATEGORIES)}")
-    v, f = _BUILDERS[category](rng).mesh()
-    return clean_and_normalize(v, f)
+    return _BUILDERS[category](rng)
+
+
+def shape_style(category: str, rng: np.random.Generator) -> dict[str, Any]:
+    """The discrete style choices of the shape ``rng`` builds (runs the builder only: no mesh
+    cleaning, no sampling). Same draws as :func:`shape_arrays`, so the same style."""
+    return dict(build_parts(category, rng).style)
+
+
+def shape_and_style(category: str, rng: np.random.Generator) -> tuple[Mesh, dict[str, Any]]:
+    """:func:`shape_arrays` and the builder's style choices (``Parts.style``) of one shape."""
+    parts = build_parts(category, rng)
+    v, f = parts.mesh()
+    return clean_and_normalize(v, f), dict(parts.style)
+
+
+def shape_arrays(category: str, rng: np.random.Generator) -> Mesh:
+    """Vertices (V, 3) float64 and triangles (T, 3) int64 of one normalised shape."""
+    return shape_and_style(category, rng)[0]
 
 
 def make_shape(category: str, rng: np.random.Generator):

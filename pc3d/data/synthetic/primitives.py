@@ -96,12 +96,18 @@ def _o3d_torus(ring_radius: float, tube_radius: float, radial_res: int, tubular_
 
 
 class Parts:
-    """Accumulates primitives (vertex/triangle arrays) into one triangle soup."""
+    """Accumulates primitives (vertex/triangle arrays) into one triangle soup.
+
+    ``style`` records the discrete choices a category builder made (e.g. ``{"support":
+    "pedestal", "arms": False}``), set from values already drawn, never by drawing more; see
+    :func:`pc3d.data.synthetic.categories.fine_class`.
+    """
 
     def __init__(self) -> None:
         self.vs: list[np.ndarray] = []
         self.fs: list[np.ndarray] = []
         self.n = 0
+        self.style: dict[str, object] = {}
 
     def add(self, v: np.ndarray, f: np.ndarray) -> None:
         self.vs.append(np.asarray(v, dtype=np.float64))

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from pc3d.data.splits import SPLITS, split_counts
-from pc3d.data.synthetic.categories import CATEGORIES, shape_arrays
+from pc3d.data.synthetic.categories import CATEGORIES, fine_class, shape_and_style
+from pc3d.data.synthetic.fine_labels import collect_fine_labels, label_key, write_fine_labels
 from pc3d.data.synthetic.lock import PARTS_DIRNAME, cleanup_tmp, install, locked, read_part, remove_category
 from pc3d.data.synthetic.manifest import (
     MANIFEST_NAME,
@@ -77,7 +78,8 @@ def _write_category(root: str, category: str, params: dict[str, Any], nthreads: 
 
     The folder gets ``pc/<split>/<id>.npy`` and (if ``n_views``) ``render/<id>/rendering/
     ...``; the caller moves them into place. Returns ``{"tmp": path, "counts": {split:
-    n}, "seconds": float}``. On an exception the temporary folder is removed.
+    n}, "fine": {"<synset>/<model_id>": fine label}, "seconds": float}``. On an exception the
+    temporary folder is removed.
     """
     t0 = time.perf_counter()
     synset = CATEGORIES[category]
@@ -89,9 +91,11 @@ def _write_category(root: str, category: str, params: dict[str, Any], nthreads: 
         for s in SPLITS:
             (tmp / "pc" / s).mkdir(parents=True)
         counts = dict.fromkeys(SPLITS, 0)
+        fine: dict[str, int] = {}
         for i in range(n):
             mid = model_id(seed, category, i)
-            v, f = shape_arrays(category, _rng(seed, category, i, _STREAM_SHAPE))
+            (v, f), style = shape_and_style(category, _rng(seed, category, i, _STREAM_SHAPE))
+            fine[label_key(synset, mid)] = fine_class(category, style)
             pts = sample_surface((v, f), n_points, _rng(seed, category, i, _STREAM_POINTS))
             np.save(tmp / "pc" / splits[i] / f"{mid}.npy", pts)
             counts[splits[i]] += 1
@@ -105,7 +109,7 @@ def _write_category(root: str, category: str, params: dict[str, Any], nthreads: 
                     _rng(seed, category, i, _STREAM_VIEWS),
                     nthreads,
                 )
-        return {"tmp": str(tmp), "counts": counts, "seconds": time.perf_counter() - t0}
+        return {"tmp": str(tmp), "counts": counts, "fine": fine, "seconds": time.perf_counter() - t0}
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -214,9 +218,11 @@ def generate(
                 f"({params['n_per_category']} shapes each, {params['n_points']} "
                 f"points, {params['n_views']} views of {params['image_size']} px)",
             )
-        results = _run_categories(root, todo, params, min(int(workers), len(todo)) or 1, progress)
+        recorded: dict[str, dict[str, int]] = {}  # fine labels of the categories built now
+        results = _run_categories(root, todo, params, min(int(workers), len(todo)) or 1, progress, recorded)
         done.update(results)
         all_cats = [c for c in CATEGORIES if c in done]
+        write_fine_labels(root, params, collect_fine_labels(root, params, all_cats, recorded))
         write_name_map(root, PC15K_DIRNAME, all_cats)
         if params["n_views"] or (root / RENDERING_DIRNAME).exists():
             write_name_map(root, RENDERING_DIRNAME, all_cats if params["n_views"] else [])
@@ -250,14 +256,22 @@ def ensure_generated(
 
 
 def _run_categories(
-    root: Path, todo: list[str], params: dict[str, Any], workers: int, progress: bool
+    root: Path,
+    todo: list[str],
+    params: dict[str, Any],
+    workers: int,
+    progress: bool,
+    fine: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, dict[str, int]]:
-    """Build and install categories, in-process (workers == 1) or in a spawn pool."""
+    """Build and install categories, in-process (workers == 1) or in a spawn pool; the fine labels
+    recorded while building go to ``fine[category]``."""
     out: dict[str, dict[str, int]] = {}
 
     def finish(c: str, res: dict[str, Any]) -> None:
         install(root, c, res, params)
         out[c] = res["counts"]
+        if fine is not None:
+            fine[c] = res["fine"]
         _say(progress, f"  {c} ({CATEGORIES[c]}): {params['n_per_category']} shapes in {res['seconds']:.1f} s")
 
     if workers <= 1 or len(todo) < 2 or params["n_per_category"] * len(todo) < _POOL_MIN_SHAPES:
