@@ -187,7 +187,10 @@ def system_picture(results: Mapping[str, Mapping[str, Any]], path: Path, n_sampl
     img = next((r for r in results.values() if getattr(r["model"], "input_key", None) == "image"), None)
     if img is not None:
         model, dm = img["model"].eval(), img["datamodule"]
-        names = getattr(dm, "category_names", None)
+        try:
+            names = list(dm.names)
+        except Exception:  # no names: indices
+            names = None
         picked: dict[int, tuple[Any, Any]] = {}
         for batch in dm.test_dataloader():
             for i, c in enumerate(batch["category"].tolist()):
@@ -213,6 +216,13 @@ def system_picture(results: Mapping[str, Mapping[str, Any]], path: Path, n_sampl
     return save_png(grid, path)
 
 
+def _per_category(key: str) -> bool:
+    """``test/cd_chair`` and the like (a metric per category of the built-in data)."""
+    from pc3d.data.synthetic import CATEGORIES
+
+    return any(key.endswith("_" + c) for c in CATEGORIES)
+
+
 def print_system_summary(summary: Mapping[str, Any], out: Path, picture: Path | None) -> None:
     """The table of every stage's final metrics, times and checkpoints (console and train.log)."""
     from rich.console import Console
@@ -227,6 +237,8 @@ def print_system_summary(summary: Mapping[str, Any], out: Path, picture: Path | 
     for name, st in summary["stages"].items():
         first = True
         for k, v in st["metrics"].items():
+            if _per_category(k):  # the per-category values stay in summary.json
+                continue
             table.add_row(f"{name} ({st['experiment']}, {st['seconds'] / 60:.1f} min)" if first else "", k, f"{v:.6g}")
             lines.append(f"  {name}/{k} = {v:.6g}")
             first = False
