@@ -76,6 +76,27 @@ def _run_dir_resolver(out: Any, default: str) -> str:
 if not OmegaConf.has_resolver("pc3d.run_dir"):
     OmegaConf.register_new_resolver("pc3d.run_dir", _run_dir_resolver, use_cache=True)
 
+#: The metric that picks a model's best checkpoint when no experiment sets ``monitor`` (``model=treegan`` alone
+#: must not keep the autoencoder's ``val/cd``, which a GAN never logs): model class -> (monitor, mode).
+DEFAULT_MONITORS = {
+    "pc3d.models.Autoencoder": ("val/cd", "min"),
+    "pc3d.models.Image2Cloud": ("val/cd", "min"),
+    "pc3d.models.TreeGAN": ("val/1nna_cd", "min"),
+    "pc3d.models.LatentGAN": ("val/mmd_cd", "min"),
+    "pc3d.models.PointCloudClassifier": ("val/acc", "max"),
+}
+
+
+def default_monitor(target: Any, what: str = "monitor") -> str:
+    """The ``pc3d.monitor`` resolver: ``DEFAULT_MONITORS[model._target_]`` (``what``: ``monitor`` or ``mode``);
+    ``val/cd`` / ``min`` for a class not listed."""
+    key, mode = DEFAULT_MONITORS.get(str(target), ("val/cd", "min"))
+    return mode if what == "mode" else key
+
+
+if not OmegaConf.has_resolver("pc3d.monitor"):
+    OmegaConf.register_new_resolver("pc3d.monitor", default_monitor)
+
 _HYDRA_SUBDIRS: dict[str, str] = {}
 
 
