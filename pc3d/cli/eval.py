@@ -154,7 +154,8 @@ class PairProgress:
     update, then at most every ``interval`` seconds, and one when a matrix is complete.
     """
 
-    def __init__(self, stream: Any = None, interval: float = 5.0, tty: bool | None = None) -> None:
+    def __init__(self, stream: Any = None, interval: float = 5.0, tty: bool | None = None, unit: str = "pairs") -> None:
+        self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
         self.interval = float(interval)
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) if tty is None else tty
@@ -172,12 +173,13 @@ class PairProgress:
             if self.tty:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, desc=f"pc3d-eval {label}", unit="pair", file=self.stream, leave=False)
+                self._bar = tqdm(total=total, desc=f"pc3d-eval {label}", unit=self.unit.rstrip("s"), file=self.stream,
+                                 leave=False)
         if self._bar is not None:
             self._bar.update(done - self._bar.n)
         elif now - self._last >= self.interval or done >= total:
             self._last = now
-            print(f"pc3d-eval: {label}: {done}/{total} pairs ({100.0 * done / max(total, 1):.0f}%, "
+            print(f"pc3d-eval: {label}: {done}/{total} {self.unit} ({100.0 * done / max(total, 1):.0f}%, "
                   f"{now - self._start:.1f} s)", file=self.stream, flush=True)
         if done >= total:
             self.close()
@@ -219,8 +221,15 @@ def _reconstruction(model, dm, cfg: DictConfig, device: torch.device) -> dict:
     per_shape: dict[str, list[torch.Tensor]] = {}
     cats = []
     key = getattr(model, "input_key", "points")  # image -> cloud models (Image2Cloud) read the batch's images
+    loader = dm.probe_dataloader(cfg.split)
+    try:
+        total = len(loader.dataset)
+    except TypeError:  # an iterable dataset: no total known
+        total = 0
+    bar = PairProgress(unit="shapes")  # per-shape EMD takes minutes on a CPU: say where it is
+    done = 0
     with torch.no_grad():
-        for batch in dm.probe_dataloader(cfg.split):
+        for batch in loader:
             points = batch["points"].to(device)
             if key not in batch:
                 raise ValueError(f"{cfg.ckpt_path}: the model reads batch[{key!r}], which the data module "
@@ -232,6 +241,9 @@ def _reconstruction(model, dm, cfg: DictConfig, device: torch.device) -> dict:
             for k, v in vals.items():
                 per_shape.setdefault(k, []).append(v)
             cats.append(batch["category"])
+            done += len(points)
+            bar(f"reconstruction {'+'.join(cfg.metrics.reconstruction)} ({cfg.split})", done, max(total, done))
+    bar.close()
     values = {k: torch.cat(v) for k, v in per_shape.items()}
     table = per_category_means(values, torch.cat(cats), names=list(dm.names))
     return {"per_category": table, **{k: v for k, v in table["all"].items() if k != "count"}}

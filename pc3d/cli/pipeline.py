@@ -125,10 +125,11 @@ def split_overrides(args: Sequence[str]) -> dict[str, list[str]]:
 
 
 def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    """``conf/train.yaml`` with ``overrides``; also inside the running ``@hydra.main`` app (whose global
+    Hydra state :func:`pc3d.cli.system.compose_train` puts back afterwards)."""
+    from pc3d.cli.system import compose_train
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose_train(overrides)
 
 
 def retrieval_rows(model, datamodule, *, metrics=("cd", "emd", "fscore"), tau: float = 0.01,

@@ -75,11 +75,8 @@ def card_metrics(ckpt: str | Path, name: str, data_root: str | Path, workdir: st
                  ) -> dict[str, float]:
     """``pc3d-eval``'s metrics of ``ckpt`` (a checkpoint, a ``.safetensors`` file or ``pretrained:<name>``) on
     the built-in data's test split in ``data_root`` (seed 0, CPU), with the overrides of :data:`EVAL_OVERRIDES`."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from pc3d.cli._common import CONFIG_DIR
     from pc3d.cli.eval import evaluate
+    from pc3d.cli.system import compose_config
     from pc3d.models.io import read_build
 
     root = Path(data_root).absolute()
@@ -91,17 +88,7 @@ def card_metrics(ckpt: str | Path, name: str, data_root: str | Path, workdir: st
         overrides = [f"ckpt_path={ckpt}", "split=test", "seed=0", "device=cpu", f"out={tmp}/metrics.json",
                      f"data.synthetic.root={root}", f"data.root={root / 'ShapeNetCore.v2.PC15k'}", "data.num_workers=0",
                      *EVAL_OVERRIDES.get(name, []), *extra]
-        g = GlobalHydra.instance()
-        outer = g.hydra if g.is_initialized() else None
-        g.clear()
-        try:
-            with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-                cfg = compose("eval", overrides=[*overrides, f"paths.output_dir={tmp}"])
-        finally:
-            g.clear()
-            if outer is not None:
-                g.initialize(outer)
-        result = evaluate(cfg)
+        result = evaluate(compose_config("eval", [*overrides, f"paths.output_dir={tmp}"]))
     return {k: float(v) for k, v in result["metrics"].items() if isinstance(v, int | float)}
 
 

@@ -97,9 +97,9 @@ def stage_overrides(task_overrides: Sequence[str]) -> tuple[list[str], dict[str,
     return common, per
 
 
-def _compose(overrides: list[str]) -> DictConfig:
-    """``conf/train.yaml`` composed with ``overrides``, also from inside a running Hydra app (whose global
-    state is put back afterwards)."""
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """``conf/<config_name>.yaml`` composed with ``overrides``, also from inside a running Hydra app (whose
+    global state is put back afterwards; Hydra's ``initialize_config_dir`` refuses to run inside one)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -110,11 +110,16 @@ def _compose(overrides: list[str]) -> DictConfig:
     g.clear()
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose("train", overrides=overrides)
-    finally:
-        g.clear()
+            return compose(config_name, overrides=overrides)
+    finally:  # the context swapped the singleton object itself: fetch it again
+        GlobalHydra.instance().clear()
         if outer is not None:
-            g.initialize(outer)
+            GlobalHydra.instance().initialize(outer)
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """``conf/train.yaml`` with ``overrides`` (see :func:`compose_config`)."""
+    return compose_config("train", overrides)
 
 
 def run_system(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -143,7 +148,7 @@ def run_system(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]
               f"paths.output_dir={out / name}"]
         log.info("system: stage %s: pc3d-train %s", name, " ".join(ov))
         t0 = time.perf_counter()
-        res = train(_compose(ov))
+        res = train(compose_train(ov))
         seconds = time.perf_counter() - t0
         ckpt = res["best_ckpt"] or res["last_ckpt"]
         if not ckpt:

@@ -142,7 +142,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
               "last_ckpt": last or None, "model": model, "datamodule": datamodule, "trainer": trainer}
     result["objective"] = objective_value(cfg, metrics)
     if trainer.is_global_zero:
-        write_final_metrics(output_dir, metrics)
+        write_final_metrics(output_dir, metrics, merge=bool(cfg.get("ckpt_path")))
         print_summary(result)
     return result
 
@@ -163,12 +163,23 @@ def check_resumable(ckpt_path: str) -> None:
             f"score or sample this one with pc3d-eval / pc3d-generate ckpt_path=<this>")
 
 
-def write_final_metrics(output_dir: str | os.PathLike, metrics: dict[str, float]) -> Path:
+def write_final_metrics(output_dir: str | os.PathLike, metrics: dict[str, float], merge: bool = False) -> Path:
     """``<run>/final_metrics.json``: the run's final metrics (``{name: value}``, the table printed at the end),
-    written atomically; ``pc3d-plot`` and multirun summaries read it."""
+    written atomically; ``pc3d-plot`` and multirun summaries read it. ``merge``: a run resumed into its own
+    folder updates the earlier file (a finished run resumed only to test keeps its val/train values)."""
+    import json
+
     from pc3d.io import atomic_write_json
 
-    return atomic_write_json(Path(output_dir) / "final_metrics.json", {k: float(v) for k, v in metrics.items()})
+    path = Path(output_dir) / "final_metrics.json"
+    out: dict[str, float] = {}
+    if merge and path.is_file():
+        try:
+            out = {k: float(v) for k, v in json.loads(path.read_text()).items()}
+        except (ValueError, TypeError, AttributeError):
+            out = {}
+    out.update({k: float(v) for k, v in metrics.items()})
+    return atomic_write_json(path, out)
 
 
 def _size(path: str | None) -> str:
@@ -329,7 +340,8 @@ def print_summary(result: dict[str, Any]) -> None:
     last = f"last checkpoint: {result['last_ckpt']}{_size(result['last_ckpt'])}"
     console.print(f"{best}  (weights: pc3d-eval / pc3d-generate ckpt_path=<this>)" if result["best_ckpt"] else best,
                   soft_wrap=True)  # paths whole on one line (copied into commands), also in logs
-    console.print(f"{last}  (resume: pc3d-train ckpt_path=<this>)", soft_wrap=True)
+    console.print(f"{last}  (resume: pc3d-train ckpt_path=<this>)" if result["last_ckpt"] else
+                  "last checkpoint: none (trainer.fast_dev_run, e.g. debug=fdr, writes no checkpoint)", soft_wrap=True)
     # the same summary in train.log (the console has it above)
     lines = ["pc3d: final metrics", *(f"  {k} = {v:.6g}" for k, v in result["metrics"].items()),
              f"run dir:         {os.path.abspath(result['output_dir'])}", best, last]

@@ -41,7 +41,7 @@ from pc3d.data.synthetic.manifest import (
     write_name_map,
 )
 from pc3d.data.synthetic.primitives import sample_surface
-from pc3d.data.synthetic.rendering import write_renderings
+from pc3d.data.synthetic.rendering import TURNTABLE_NAME, shape_color, turntable_frames, write_renderings, write_video
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,10 @@ def _write_category(root: str, category: str, params: dict[str, Any], nthreads: 
 
 
 def _say(progress: bool, msg: str) -> None:
+    """Log ``msg``; with ``progress`` also print it, unless logging already reaches a handler (a pc3d-train
+    run's console), where it would be shown twice."""
     log.info(msg)
-    if progress:
+    if progress and not (log.isEnabledFor(logging.INFO) and logging.getLogger().handlers):
         print(f"[pc3d.data.synthetic] {msg}", file=sys.stderr, flush=True)
 
 
@@ -134,6 +136,8 @@ def generate(
     overwrite: bool = False,
     progress: bool = True,
     workers: int = 2,
+    turntable_video: bool = False,
+    turntable_frames: int = 24,
 ) -> Path:
     """Generate the built-in data set under ``root`` (see the module docstring).
 
@@ -157,6 +161,11 @@ def generate(
             and rebuild. Foreign files (e.g. real ShapeNet synsets) are left alone.
         progress: print progress lines to stderr.
         workers: processes, one category at a time each (output does not depend on it).
+        turntable_video: also write ``ShapeNetRendering/<synset>/<id>/turntable.mp4`` per shape
+            (``turntable_frames`` frames at evenly spaced azimuths, elevation 25, distance ratio 0.9,
+            the shape's colour, the views' renderer and size; 12 fps H.264). Off by default; it is
+            not a data set parameter (not in the manifest; the other files do not change), videos
+            already there are kept, missing ones are added to a complete root. Needs ``n_views`` > 0.
 
     Returns:
         ``root`` as a ``Path``.
@@ -168,6 +177,7 @@ def generate(
     params, cats = normalize_params(n_per_category, n_points, n_views, image_size, seed, categories, splits)
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
+    _check_turntable(turntable_video, turntable_frames, params)
     root = dataset_root(root)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -206,6 +216,8 @@ def generate(
         todo = [c for c in cats if c not in done]
         if not todo and man is not None and set(done) == set(man.get("categories", {})):
             _say(progress, f"{root}: already complete ({', '.join(cats)}); nothing to do")
+            if turntable_video:
+                write_turntables(root, params, cats, turntable_frames, progress)
             return root
         if man is not None and set(todo) & set(man.get("categories", {})):
             (root / MANIFEST_NAME).unlink()  # it vouches for a category about to be rebuilt
@@ -228,6 +240,8 @@ def generate(
             write_name_map(root, RENDERING_DIRNAME, all_cats if params["n_views"] else [])
         write_manifest(root, params, done, all_cats)
         shutil.rmtree(root / PARTS_DIRNAME, ignore_errors=True)
+        if turntable_video:
+            write_turntables(root, params, cats, turntable_frames, progress)
     _say(progress, f"{root}: complete ({len(all_cats)} categories) in {time.perf_counter() - t0:.1f} s")
     return root
 
@@ -249,10 +263,46 @@ def ensure_generated(
     otherwise builds what is missing exactly like :func:`generate`, with the same arguments,
     the same return value and the same ``ValueError`` on a parameter mismatch.
     """
+    turntable = {k: params.pop(k) for k in ("turntable_video", "turntable_frames") if k in params}
     if not overwrite and is_complete(root, **params):
         _say(progress, f"{dataset_root(root)}: already complete; nothing to do")
+        if turntable.get("turntable_video"):  # videos are no data set parameter: add the missing ones
+            return generate(root, overwrite=False, progress=progress, workers=workers, **params, **turntable)
         return dataset_root(root)
-    return generate(root, overwrite=overwrite, progress=progress, workers=workers, **params)
+    return generate(root, overwrite=overwrite, progress=progress, workers=workers, **params, **turntable)
+
+
+def _check_turntable(turntable_video: bool, turntable_frames: int, params: dict[str, Any]) -> None:
+    if not isinstance(turntable_video, bool):
+        raise ValueError(f"turntable_video must be true or false, got {turntable_video!r}")
+    if isinstance(turntable_frames, bool) or int(turntable_frames) != turntable_frames or turntable_frames < 1:
+        raise ValueError(f"turntable_frames must be an integer >= 1, got {turntable_frames!r}")
+    if turntable_video and not params["n_views"]:
+        raise ValueError("turntable_video needs renderings (n_views > 0): the videos live in ShapeNetRendering/")
+
+
+def write_turntables(root: Path, params: dict[str, Any], cats: Sequence[str], n_frames: int,
+                     progress: bool = False) -> int:
+    """Write the missing ``ShapeNetRendering/<synset>/<id>/turntable.mp4`` of ``cats`` (called under the
+    root's lock). Each shape is rebuilt from its seeds (the same mesh and colour as its views).
+    Returns the number of videos written."""
+    from pc3d.data.synthetic.categories import shape_and_style as build
+
+    t0 = time.perf_counter()
+    seed, size, written = params["seed"], params["image_size"], 0
+    for c in cats:
+        synset = CATEGORIES[c]
+        for i in range(params["n_per_category"]):
+            path = root / RENDERING_DIRNAME / synset / model_id(seed, c, i) / TURNTABLE_NAME
+            if path.is_file() or not path.parent.is_dir():
+                continue
+            (v, f), _ = build(c, _rng(seed, c, i, _STREAM_SHAPE))
+            color = shape_color(_rng(seed, c, i, _STREAM_VIEWS))
+            write_video(path, turntable_frames(v, f, int(n_frames), size, color))
+            written += 1
+    if written:
+        _say(progress, f"{root}: {written} turntable video(s) of {n_frames} frames in {time.perf_counter() - t0:.1f} s")
+    return written
 
 
 def _run_categories(
