@@ -28,6 +28,19 @@ Views: ``view="random"`` draws a view per call from torch's global RNG (train);
 ``view="seeded"`` picks the same view for an index every time, from ``(seed, index)``
 (val/test); an int always uses that view.
 
+Several views per item (multi-view reconstruction, issue 16): with ``views=k`` (the DataModule's
+``train_views`` / ``eval_views``) an item carries instead::
+
+    image       FloatTensor (k, 3, H, W)   k views of the object (zeros where padded)
+    view_mask   BoolTensor (k,)            True for real views, False for padding (items with < k views)
+    view        LongTensor (k,)            view indices (-1 where padded)
+
+The first view is the single-view choice above (so ``views=1`` shows the same image as
+``views=None``, as a (1, 3, H, W) stack); the others are the remaining views in a random order
+(``"random"``: torch's global RNG per call; ``"seeded"``: fixed by ``(seed, index)``, so the views
+of ``views=2`` are the first two of ``views=4``; an int ``v``: ``v, v+1, ...`` cyclically).
+``views=None`` (the default) keeps the single-view items.
+
 Pairing is checked when the data set is built: a cloud without a rendering folder, a folder
 whose ``renderings.txt`` lists missing files, or whose metadata has a different number of lines
 than views is an error (``missing="error"``, the message lists them) or is dropped and listed
@@ -62,6 +75,7 @@ __all__ = [
     "check_rendering_root",
     "check_silhouettes",
     "check_view",
+    "check_views",
     "is_rendering_root",
     "load_view",
     "mesh_datamodule",
@@ -273,8 +287,10 @@ class ImageCloudDataset(Dataset):
         seed: int | None = None,
         cache_images: bool = False,
         skip_bad: bool | None = None,
+        views: int | None = None,
     ) -> None:
         super().__init__()
+        check_views(views, "views")
         if not (view in VIEW_MODES or (isinstance(view, int) and not isinstance(view, bool) and view >= 0)):
             raise ValueError(f"view must be one of {VIEW_MODES} or a view index >= 0, got {view!r}")
         if missing not in MISSING_MODES:
@@ -289,6 +305,7 @@ class ImageCloudDataset(Dataset):
             raise FileNotFoundError(f"{self.render_root}: no renderings directory (expected the 3D-R2N2 "
                                     f"ShapeNetRendering layout <synset>/<model_id>/rendering/)")
         self.view = view
+        self.views = None if views is None else int(views)
         self.image_size = None if image_size is None else int(image_size)
         self.background = parse_background(background)
         self.missing = missing
@@ -350,12 +367,16 @@ class ImageCloudDataset(Dataset):
         return self._pairs[index][2]
 
     def variant(self, *, sampling: str | None = None, transform=..., seed: int | None = None,
-                view: str | int | None = None) -> ImageCloudDataset:
+                view: str | int | None = None, views: int | None | type(...) = ...) -> ImageCloudDataset:
         """A copy over ``clouds.variant(...)`` (shared pairing and cache); a ``"fixed"``
-        sampling also fixes the view (``"seeded"``) unless ``view`` is given."""
+        sampling also fixes the view (``"seeded"``) unless ``view`` is given; ``views`` (an int or
+        ``None``) sets the views per item (default: unchanged)."""
         import copy
 
         other = copy.copy(self)
+        if views is not ...:
+            check_views(views, "views")
+            other.views = None if views is None else int(views)
         other.clouds = self.clouds.variant(sampling=sampling, transform=transform, seed=seed)
         if view is not None:
             other.view = view
@@ -370,6 +391,17 @@ class ImageCloudDataset(Dataset):
         if self.view == "seeded":
             return int(np.random.default_rng((self.seed, index)).integers(n_views))
         return int(self.view)
+
+    def _view_indices(self, index: int, n_views: int, k: int) -> list[int]:
+        """``min(k, n_views)`` distinct view indices of item ``index``: the single-view choice first."""
+        first = self._view_index(index, n_views)
+        if self.view == "random":
+            rest = [v for v in torch.randperm(n_views).tolist() if v != first]
+        elif self.view == "seeded":
+            rest = [int(v) for v in np.random.default_rng((self.seed, index, 1)).permutation(n_views) if v != first]
+        else:
+            rest = [(first + j) % n_views for j in range(1, n_views)]
+        return [first, *rest][:k]
 
     def image(self, index: int, view: int) -> torch.Tensor:
         """View ``view`` of item ``index`` as (3, H, W) float32 in [0, 1]."""
@@ -392,9 +424,28 @@ class ImageCloudDataset(Dataset):
         item = dict(self.clouds[cloud_index])
         view = self._view_index(index, len(pngs))
         item["index"] = index
-        item["image"] = self.image(index, view)
-        item["view"] = view
+        if self.views is None:
+            item["image"] = self.image(index, view)
+            item["view"] = view
+            return item
+        k = self.views
+        chosen = self._view_indices(index, len(pngs), k)
+        imgs = [self.image(index, v) for v in chosen]
+        mask = torch.zeros(k, dtype=torch.bool)
+        mask[:len(chosen)] = True
+        if len(chosen) < k:
+            imgs += [torch.zeros_like(imgs[0])] * (k - len(chosen))
+        item["image"] = torch.stack(imgs)
+        item["view_mask"] = mask
+        item["view"] = torch.tensor(chosen + [-1] * (k - len(chosen)), dtype=torch.long)
         return item
+
+
+def check_views(views: Any, name: str) -> None:
+    """``views`` must be ``None`` (single-view items) or an int >= 1 (views per item)."""
+    if views is not None and (isinstance(views, bool) or not isinstance(views, int) or views < 1):
+        raise ValueError(f"{name} must be null (one view per item, (3, H, W)) or an int >= 1 (views per item, "
+                         f"(V, 3, H, W) with a view mask), got {views!r}")
 
 
 def _silhouette_hits(points: np.ndarray, alpha: np.ndarray, meta_row: np.ndarray) -> float:
@@ -473,6 +524,9 @@ class ImageCloudDataModule(PointCloudDataModule):
         background: colour under transparent pixels (default white).
         train_view, eval_view: view mode of train and of val/test (``"random"``, ``"seeded"``
             or an index).
+        train_views, eval_views: views per item of train and of val/test (``None``: one view,
+            ``image`` (B, 3, H, W), the default; an int k: ``image`` (B, k, 3, H, W) with
+            ``view_mask`` (B, k) and ``view`` (B, k), see :class:`ImageCloudDataset`).
         missing: ``"error"`` or ``"skip"`` for clouds without renderings.
         cache_images: keep decoded views in memory (uint8).
     """
@@ -487,9 +541,13 @@ class ImageCloudDataModule(PointCloudDataModule):
         eval_view: str | int = "seeded",
         missing: str = "error",
         cache_images: bool = True,
+        train_views: int | None = None,
+        eval_views: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        check_views(train_views, "train_views")
+        check_views(eval_views, "eval_views")
         if render_root is None and self.requested_layout == "meshes":
             render_root = self._mesh_render_root()
         if render_root is None:
@@ -504,9 +562,13 @@ class ImageCloudDataModule(PointCloudDataModule):
         self.eval_view = eval_view
         self.missing = missing
         self.cache_images = bool(cache_images)
+        self.train_views = train_views
+        self.eval_views = eval_views
         self.hparams.update({"render_root": str(render_root), "image_size": image_size,
                              "background": list(self.background), "train_view": train_view,
                              "eval_view": eval_view, "missing": missing, "cache_images": self.cache_images})
+        if train_views is not None or eval_views is not None:  # only then: single-view hparams stay as they were
+            self.hparams.update({"train_views": train_views, "eval_views": eval_views})
 
     def _mesh_render_root(self) -> Path:
         """``<mesh cache>/ShapeNetRendering`` of ``layout="meshes"``; makes ``prepare_data`` render it."""
@@ -524,10 +586,12 @@ class ImageCloudDataModule(PointCloudDataModule):
 
     def _make(self, split: str, sampling: str, categories, in_memory: bool, transform=None):  # type: ignore[override]
         clouds = super()._make(split, sampling, categories, in_memory, transform=transform)
-        view = self.train_view if split == "train" and sampling != "fixed" else self.eval_view  # probes use "fixed"
+        is_train = split == "train" and sampling != "fixed"  # probes use "fixed"
+        view = self.train_view if is_train else self.eval_view
         return ImageCloudDataset(clouds, self.render_root, view=view, image_size=self.image_size,
                                  background=self.background, missing=self.missing, seed=self.seed,
-                                 cache_images=self.cache_images)
+                                 cache_images=self.cache_images,
+                                 views=self.train_views if is_train else self.eval_views)
 
 
 
@@ -542,7 +606,8 @@ def mesh_datamodule(*, image_size: int | None = None, **kwargs: Any) -> PointClo
     options (``render_root``, ``background``, ``train_view``, ``eval_view``, ``missing``,
     ``cache_images``) are passed to it; all other keyword arguments go to the DataModule.
     """
-    image_keys = ("render_root", "background", "train_view", "eval_view", "missing", "cache_images")
+    image_keys = ("render_root", "background", "train_view", "eval_view", "missing", "cache_images", "train_views",
+                  "eval_views")
     if image_size is None:
         given = sorted(k for k in image_keys if k in kwargs)
         if given:

@@ -15,6 +15,7 @@ from torch import nn
 from pc3d.models._guards import skip_flagged_batch
 from pc3d.models._wgan import critic_steps
 from pc3d.models.io import load_frozen_autoencoder
+from pc3d.nn.view_pooling import AttentionViewPooling, mean_view_pooling
 from pc3d.ops import chamfer_distance
 
 log = logging.getLogger("pc3d.image2cloud")
@@ -76,10 +77,27 @@ class Image2Cloud(L.LightningModule):
     ``test/<metric>_<category>``) are the :class:`pc3d.callbacks.ReconstructionMetrics`
     callback's, wired by ``conf/model/image2cloud.yaml``.
 
+    Several views of one object (issue 16): each view is encoded, the per-view latents are fused
+    into one (``fusion="mean"``: the masked mean; ``fusion="attention"``: a learned
+    :class:`pc3d.nn.AttentionViewPooling`, a small scoring MLP with a softmax over the valid views)
+    and decoded once. Batches with ``image`` (B, V, 3, H, W) and ``view_mask`` (B, V) (the data
+    module's ``train_views`` / ``eval_views``) train and evaluate this way; ``views_per_step=[lo,
+    hi]`` draws a random number of views k in [lo, min(hi, V)] per training step (the same k for
+    the batch, a random subset of each object's valid views), so that one model serves any view
+    count. The losses are those above, on the fused latent. Single-view batches (B, 3, H, W) take
+    exactly the single-view path (``decoder(encoder(images))``); ``fusion="mean"`` adds no
+    parameters, so checkpoints of single-view models load unchanged.
+
     Shapes:
-        batch["image"]: (B, 3, H, W) in [0, 1]; batch["points"]: (B, N, 3); batch["category"]: (B,)
+        batch["image"]: (B, 3, H, W) or (B, V, 3, H, W) in [0, 1]; batch["view_mask"]: (B, V) bool
+        (optional); batch["points"]: (B, N, 3); batch["category"]: (B,)
         encode(images) -> (B, latent_dim); forward(images) -> (B, N_out, 3)
+        encode_views(images (B, V, 3, H, W)) -> (B, V, latent_dim); fuse(z, mask) -> (B, latent_dim)
+        predict_cloud_from_views(images (V, 3, H, W)) -> (N_out, 3); (B, V, 3, H, W) -> (B, N_out, 3)
     """
+
+    #: fusion modes of several views' latents
+    FUSIONS = ("mean", "attention")
 
     #: what pc3d-eval feeds the model: the batch's images, not its points
     input_key = "image"
@@ -102,6 +120,9 @@ class Image2Cloud(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         emd_weight: float = 0.0,
         emd_points: int | None = 256,
+        fusion: str = "mean",
+        fusion_hidden: int = 64,
+        views_per_step: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -138,6 +159,22 @@ class Image2Cloud(L.LightningModule):
             raise ValueError(f"Image2Cloud: emd_points must be a positive int or None, got {emd_points!r}")
         self.emd_weight = float(emd_weight)
         self.emd_points = None if emd_points is None else int(emd_points)
+        if fusion not in self.FUSIONS:
+            raise ValueError(f"Image2Cloud: fusion must be one of {self.FUSIONS}, got {fusion!r}")
+        if isinstance(fusion_hidden, bool) or int(fusion_hidden) < 1:
+            raise ValueError(f"Image2Cloud: fusion_hidden must be a positive int, got {fusion_hidden!r}")
+        if views_per_step is not None:
+            vps = [int(v) for v in views_per_step]
+            if len(vps) != 2 or not 1 <= vps[0] <= vps[1]:
+                raise ValueError(f"Image2Cloud: views_per_step must be [lo, hi] with 1 <= lo <= hi, got "
+                                 f"{views_per_step!r}")
+            views_per_step = vps
+        self.fusion = fusion
+        self.fusion_hidden = int(fusion_hidden)
+        self.views_per_step = views_per_step
+        # only the attention pooling has parameters: fusion="mean" keeps the single-view state_dict
+        self.view_pooling = (AttentionViewPooling(self.latent_dim, self.fusion_hidden) if fusion == "attention"
+                             else None)
         self.optimizer_factory = optimizer
         self.optimizer_d_factory = optimizer_d
         self.scheduler_factory = scheduler
@@ -180,8 +217,65 @@ class Image2Cloud(L.LightningModule):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(images))
+    def encode_views(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-view latents: images (B, V, 3, H, W) -> (B, V, latent_dim) (one encoder pass over B*V)."""
+        if images.dim() != 5 or images.shape[2] != 3:
+            raise ValueError(f"Image2Cloud: expected views of shape (B, V, 3, H, W), got {tuple(images.shape)}")
+        b, v = images.shape[:2]
+        return self.encoder(images.flatten(0, 1)).view(b, v, -1)
+
+    def fuse(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Fuse per-view latents (B, V, D) with the view mask (B, V) (``None``: all valid) -> (B, D)."""
+        if self.view_pooling is not None:
+            return self.view_pooling(z, mask)
+        return mean_view_pooling(z, mask)
+
+    def view_weights(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The fusion's weights (B, V) over the views of ``z`` (B, V, D) (uniform over valid views for the mean)."""
+        if self.view_pooling is not None:
+            return self.view_pooling.weights(z, mask)
+        m = torch.ones(z.shape[:2], device=z.device) if mask is None else mask.to(z.device, z.dtype)
+        return m / m.sum(dim=1, keepdim=True)
+
+    def encode_fused(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """One latent per object: (B, 3, H, W) -> encoder; (B, V, 3, H, W) (+ mask (B, V)) -> fused (B, D)."""
+        if images.dim() == 4:
+            return self.encoder(images)
+        return self.fuse(self.encode_views(images), mask)
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, N_out, 3) (single view); (B, V, 3, H, W) with ``mask`` (B, V) -> one cloud per object."""
+        if images.dim() == 4:
+            return self.decoder(self.encoder(images))
+        return self.decoder(self.encode_fused(images, mask))
+
+    @torch.no_grad()
+    def predict_cloud_from_views(self, images: torch.Tensor, mask: torch.Tensor | None = None,
+                                 batch_size: int = 32) -> torch.Tensor:
+        """ONE cloud from several views of one object, in eval mode.
+
+        ``images`` (V, 3, H, W) -> (N_out, 3); batched ``images`` (B, V, 3, H, W) with an optional
+        ``mask`` (B, V) (False: padding) -> (B, N_out, 3). The views are encoded in chunks of
+        ``batch_size`` images, fused (:meth:`fuse`) and decoded once per object.
+        """
+        single = images.dim() == 4
+        if single:
+            images = images.unsqueeze(0)
+            mask = None if mask is None else mask.reshape(1, -1)
+        if images.dim() != 5 or images.shape[2] != 3 or images.shape[1] < 1:
+            raise ValueError(f"Image2Cloud: expected views of shape (V, 3, H, W) or (B, V, 3, H, W), got "
+                             f"{tuple(images.shape)}")
+        was = self.training
+        self.eval()
+        try:
+            b, v = images.shape[:2]
+            flat = images.flatten(0, 1)
+            z = torch.cat([self.encoder(flat[i:i + batch_size].to(self.device))
+                           for i in range(0, len(flat), batch_size)]).view(b, v, -1)
+            out = self.decoder(self.fuse(z, None if mask is None else mask.to(self.device)))
+        finally:
+            self.train(was)
+        return out[0] if single else out
 
     @torch.no_grad()
     def predict_clouds(self, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
@@ -259,7 +353,25 @@ class Image2Cloud(L.LightningModule):
         if points is None or points.dim() != 3 or points.shape[2] != 3:
             raise ValueError(f"Image2Cloud: expected batch['points'] of shape (B, N, 3), got "
                              f"{None if points is None else tuple(points.shape)}")
+        if images.dim() not in (4, 5):
+            raise ValueError(f"Image2Cloud: expected batch['image'] of shape (B, 3, H, W) or (B, V, 3, H, W), got "
+                             f"{tuple(images.shape)}")
         return images, points
+
+    def _draw_views(self, images: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training views of a multi-view batch: k in [lo, min(hi, V)] (``views_per_step``; all V when
+        unset), a random subset of each object's valid views (valid ones first). -> (B, k, 3, H, W), (B, k)."""
+        b, v = images.shape[:2]
+        mask = torch.ones(b, v, dtype=torch.bool, device=images.device) if mask is None else mask.bool()
+        if self.views_per_step is None:
+            return images, mask
+        lo, hi = self.views_per_step
+        hi = min(hi, v)
+        k = int(torch.randint(min(lo, hi), hi + 1, ()).item())
+        key = torch.rand(b, v, device=images.device) + mask.to(images.dtype)  # valid views rank first
+        idx = key.argsort(dim=1, descending=True)[:, :k]
+        sel = torch.gather(images, 1, idx.view(b, k, 1, 1, 1).expand(b, k, *images.shape[2:]))
+        return sel, torch.gather(mask, 1, idx)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         if skip_flagged_batch(self, n_steps=1 + (self.n_critic if self.critic is not None else 0)):
@@ -268,9 +380,15 @@ class Image2Cloud(L.LightningModule):
         b = points.shape[0]
         opts = self.optimizers()
         opt_g, opt_d = (opts[0], opts[1]) if isinstance(opts, list | tuple) else (opts, None)
-        z = self.encoder(images)
+        if images.dim() == 5:  # several views per object: a random subset, fused
+            images, mask = self._draw_views(images, batch.get("view_mask"))
+            z = self.encode_fused(images, mask)
+            logs_views = {"train/views": torch.tensor(float(images.shape[1]))}
+        else:
+            z = self.encoder(images)
+            logs_views = {}
         pred = self.decoder(z)
-        logs: dict[str, torch.Tensor] = {}
+        logs: dict[str, torch.Tensor] = dict(logs_views)
 
         if self.critic is not None:
             fake = pred.detach()
@@ -310,18 +428,20 @@ class Image2Cloud(L.LightningModule):
     # ------------------------------------------------------------------ validation / test
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         images, points = self._check_batch(batch)
-        pred = self(images)
+        pred = self(images, batch.get("view_mask")) if images.dim() == 5 else self(images)
         cd = chamfer_distance(pred, points, reduction="none")
         self.log("val/cd", cd.mean(), prog_bar=True, on_epoch=True, sync_dist=True, batch_size=points.shape[0])
         return {"recon": pred.detach(), "cd": cd.detach()}
 
     def test_step(self, batch: dict, batch_idx: int) -> dict:
         images, points = self._check_batch(batch)
-        return {"recon": self(images).detach()}
+        pred = self(images, batch.get("view_mask")) if images.dim() == 5 else self(images)
+        return {"recon": pred.detach()}
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self):
-        params = [p for p in (*self.encoder.parameters(), *self.decoder.parameters()) if p.requires_grad]
+        pooling = self.view_pooling.parameters() if self.view_pooling is not None else ()
+        params = [p for p in (*self.encoder.parameters(), *self.decoder.parameters(), *pooling) if p.requires_grad]
         opt_g = (self.optimizer_factory or (lambda ps: torch.optim.Adam(ps, lr=1e-4)))(params)
         opts = [opt_g]
         if self.critic is not None:
@@ -365,7 +485,7 @@ def retrieval_gallery(train_set, feature_fn: Callable[[torch.Tensor], torch.Tens
 
     ``feature_fn`` maps (B, 3, H, W) images to (B, D) features (see :func:`retrieval_baseline`).
     """
-    gallery = train_set.variant(sampling="fixed", transform=None, view="seeded")
+    gallery = train_set.variant(sampling="fixed", transform=None, view="seeded", views=None)  # one view per item
     feats, owner, clouds = [], [], []
     pending: list[torch.Tensor] = []
 

@@ -8,8 +8,10 @@ from pc3d.nn.latent_gan import LatentCritic, LatentGenerator
 from pc3d.nn.pointnet import PointNetEncoder
 from pc3d.nn.pointnet_cls import PointNetClassifier
 from pc3d.nn.treegcn import TreeGCN
+from pc3d.nn.view_pooling import AttentionViewPooling, mean_view_pooling
 
 __all__ = [
+    "AttentionViewPooling",
     "FCDecoder",
     "LatentCritic",
     "LatentGenerator",
@@ -19,4 +21,5 @@ __all__ = [
     "ResNetImageEncoder",
     "TreeGCN",
     "TreeGenerator",
+    "mean_view_pooling",
 ]

@@ -3,13 +3,17 @@
 :func:`render_view` renders one RGBA view of a mesh in the camera model of
 :mod:`pc3d.geometry.camera`; :func:`write_renderings` draws ``n_views`` random views of one
 shape and writes the ``rendering/`` folder of the ShapeNetRendering (3D-R2N2) layout
-(``NN.png``, ``renderings.txt``, ``rendering_metadata.txt``).
+(``NN.png``, ``renderings.txt``, ``rendering_metadata.txt``). :func:`turntable_frames` renders a
+turntable (evenly spaced azimuths, fixed elevation and distance) with the same renderer and
+:func:`write_video` writes frames as an H.264 MP4 with imageio's ffmpeg plugin (``imageio-ffmpeg``
+bundles ffmpeg); the built-in set writes one per shape with ``turntable_video=True``.
 """
 
 from __future__ import annotations
 
 import colorsys
 import math
+import os
 import struct
 import zlib
 from collections.abc import Sequence
@@ -20,11 +24,16 @@ import numpy as np
 from pc3d.data.synthetic.primitives import as_arrays, unit
 from pc3d.geometry.camera import FOV_DEG, camera_pose
 
-__all__ = ["AMBIENT", "DISTANCE_RATIO_RANGE", "ELEVATION_RANGE", "render_view", "write_renderings"]
+__all__ = ["AMBIENT", "DISTANCE_RATIO_RANGE", "ELEVATION_RANGE", "TURNTABLE_NAME", "render_view", "shape_color",
+           "turntable_frames", "write_renderings", "write_video"]
 
 ELEVATION_RANGE = (15.0, 35.0)
 DISTANCE_RATIO_RANGE = (0.8, 1.0)
 AMBIENT = 0.3
+#: the turntable video of a shape: ``<root>/ShapeNetRendering/<synset>/<id>/turntable.mp4`` (beside rendering/)
+TURNTABLE_NAME = "turntable.mp4"
+TURNTABLE_ELEVATION = 25.0
+TURNTABLE_DISTANCE_RATIO = 0.9
 
 
 def _scene(v: np.ndarray, f: np.ndarray):
@@ -111,6 +120,65 @@ def _png_bytes(rgba: np.ndarray) -> bytes:
 
 def _shape_color(rng: np.random.Generator) -> tuple[float, float, float]:
     return colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.6), rng.uniform(0.65, 0.95))
+
+
+def shape_color(rng: np.random.Generator) -> tuple[float, float, float]:
+    """The object colour of a shape: the first draws of its views stream (as in :func:`write_renderings`)."""
+    return _shape_color(rng)
+
+
+def turntable_frames(
+    v: np.ndarray,
+    f: np.ndarray,
+    n_frames: int,
+    size: int,
+    color: Sequence[float],
+    *,
+    elevation: float = TURNTABLE_ELEVATION,
+    distance_ratio: float = TURNTABLE_DISTANCE_RATIO,
+    nthreads: int = 0,
+) -> list[np.ndarray]:
+    """``n_frames`` RGBA views (S, S, 4) uint8 at azimuths ``360 k / n_frames`` (k = 0..n-1), fixed
+    ``elevation`` and ``distance_ratio``, rendered by :func:`render_view`."""
+    if int(n_frames) < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames!r}")
+    scene = _scene(v, f)
+    return [render_view((v, f), 360.0 * k / n_frames, elevation, distance_ratio, image_size=size, color=color,
+                        scene=scene, nthreads=nthreads) for k in range(int(n_frames))]
+
+
+def write_video(path: Path, frames: Sequence[np.ndarray], fps: float = 12.0,
+                background: Sequence[int] = (255, 255, 255)) -> None:
+    """Write RGBA or RGB uint8 frames (H, W, 4|3) as an H.264 MP4 (yuv420p), atomically.
+
+    RGBA is composited onto ``background``. H.264 4:2:0 needs even sides, so odd sides are padded
+    with the background by one row / column at the bottom / right (a 137 px view -> 138 px video).
+    """
+    import imageio.v2 as iio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    bg = np.asarray(background, np.float64).reshape(1, 1, 3)
+    try:
+        with iio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+                            macro_block_size=1, ffmpeg_log_level="error") as w:
+            for fr in frames:
+                fr = np.asarray(fr)
+                if fr.shape[-1] == 4:
+                    a = fr[..., 3:4].astype(np.float64) / 255.0
+                    fr = np.round(fr[..., :3] * a + bg * (1.0 - a)).astype(np.uint8)
+                h, wd = fr.shape[:2]
+                if h % 2 or wd % 2:
+                    canvas = np.empty((h + h % 2, wd + wd % 2, 3), np.uint8)
+                    canvas[...] = np.asarray(background, np.uint8)
+                    canvas[:h, :wd] = fr
+                    fr = canvas
+                w.append_data(np.ascontiguousarray(fr[..., :3]))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_renderings(
