@@ -113,7 +113,8 @@ def export_run(run: str | Path, out_dir: str | Path, data_root: str | Path) -> d
         card = {
             "model": build["model"]["name"],
             "trained_on": "the built-in procedural data (pc3d-data generate; 8 categories, 100 shapes each, seed 0)",
-            "command": "pc3d-train   (the whole-system main job; this file: its stage " + repr(stage) + ")",
+            "command": st.get("command") or ("pc3d-train   (the whole-system main job; this file: its stage "
+                                             + repr(stage) + ")"),
             "stage_overrides": st.get("overrides"),
             "training_seconds": st.get("seconds"),
             "training_metrics": st.get("metrics"),

@@ -140,6 +140,7 @@ def save_pretrained(state_dict: Mapping[str, torch.Tensor], build: Mapping[str, 
     meta = {_META_FORMAT: FORMAT, _META_BUILD: json.dumps(build, sort_keys=True), _META_NAME: name,
             _META_DTYPE: str(dtype).removeprefix("torch.")}
     atomic_write(out, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    out.chmod(0o644)  # package data, readable by everyone (the temp file was private)
     full = {"name": name, **dict(card or {}), "file": out.name, "bytes": out.stat().st_size,
             "sha256": sha256(out), "stored_dtype": meta[_META_DTYPE]}
     atomic_write_json(out.with_suffix(".json"), full)
