@@ -110,7 +110,11 @@ def _datamodule(cfg: DictConfig, ckpt_build: dict | None):
     from pc3d.models.io import build_datamodule
 
     overrides = _drop_nulls(OmegaConf.to_container(cfg.get("data") or OmegaConf.create({}), resolve=True))
-    return build_datamodule((ckpt_build or {}).get("data"), overrides, source=str(cfg.get("ckpt_path") or ""))
+    dm = build_datamodule((ckpt_build or {}).get("data"), overrides, source=str(cfg.get("ckpt_path") or ""))
+    prepare = getattr(dm, "prepare_data", None)
+    if callable(prepare):  # the built-in data is generated on first use, as pc3d-train does (shipped weights)
+        prepare()
+    return dm
 
 
 def _drop_nulls(d: Any) -> Any:
