@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _tiny_run(builtin: Path, out: Path) -> list[str]:
     """A tiny autoencoder run that checkpoints ``last.ckpt`` at every step and ``best-*.ckpt`` at
     every validation (every 3 steps; the previous best is removed), and never stops by itself."""
-    return [f"out={out}", f"data.synthetic.root={builtin}",
+    return ["experiment=ae_synthetic", f"out={out}", f"data.synthetic.root={builtin}",
             *(f"data.synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()),
             "data.batch_size=4", "data.n_points=256", "data.num_workers=0", "trainer.max_steps=1000000",
             "trainer.max_epochs=100000", "trainer.val_check_interval=3", "trainer.limit_val_batches=1",

@@ -19,7 +19,8 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _tiny(root: Path) -> list[str]:
-    return [f"data.synthetic.root={root}", *(f"data.synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()),
+    return ["experiment=ae_synthetic", f"data.synthetic.root={root}",  # one run, not the whole system
+            *(f"data.synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()),
             "data.batch_size=4", "data.num_workers=0", "data.n_points=256", "model.latent_dim=16",
             "trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
             "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "callbacks.progress_bar=null",

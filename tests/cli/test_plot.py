@@ -111,14 +111,15 @@ def test_multirun_writes_summary_csv(tiny_builtin, tmp_path):
     """`pc3d-train -m model.optimizer.lr=0.001,0.002` with 1 batch per job: summary.csv has both jobs."""
     env = {**os.environ, "PC3D_LOG_DIR": str(tmp_path / "outputs"), "WANDB_MODE": "offline",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    args = ["-m", "model.optimizer.lr=0.001,0.002", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+    args = ["-m", "model.optimizer.lr=0.001,0.002", "experiment=ae_synthetic",
+            "trainer.max_epochs=1", "trainer.limit_train_batches=1",
             "trainer.limit_val_batches=1", "trainer.num_sanity_val_steps=0", "test=false", "model.latent_dim=16",
             "data.n_points=256", "data.batch_size=4", "callbacks.progress_bar=null", "callbacks.model_summary=null",
             f"data.synthetic.root={tiny_builtin}", *(f"data.synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items())]
     proc = subprocess.run([sys.executable, "-m", "pc3d.cli.train", *args], cwd=tmp_path, env=env, timeout=170,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (sweep,) = list((tmp_path / "outputs" / "train" / "multiruns").iterdir())
+    (sweep,) = list((tmp_path / "outputs" / "ae_synthetic" / "multiruns").iterdir())
     with open(sweep / "summary.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["job"] for r in rows] == ["0", "1"]

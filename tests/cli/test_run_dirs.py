@@ -97,20 +97,21 @@ def test_two_pc3d_train_started_together_get_two_run_dirs(tiny_builtin, tmp_path
 
 
 def test_multirun_sweep_dir_is_claimed_once_and_jobs_use_it(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", FROZEN, "fake", "-m", "seed=1,2"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-c", FROZEN, "fake", "-m", "experiment=ae_synthetic", "seed=1,2"],
+                          cwd=tmp_path,
                           env=_env(tmp_path / "logs"), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    sweeps = sorted((tmp_path / "logs" / "train" / "multiruns").iterdir())
+    sweeps = sorted((tmp_path / "logs" / "ae_synthetic" / "multiruns").iterdir())
     assert [s.name for s in sweeps] == ["2030-01-02_03-04-05"]
     assert sorted(p.name for p in sweeps[0].iterdir() if p.is_dir()) == ["0", "1"]
     lines = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("OUTPUT_DIR")]
     assert [Path(ln[1]) for ln in lines] == [sweeps[0] / "0", sweeps[0] / "1"]
-    assert not (tmp_path / "logs" / "train" / "runs").exists()  # no run folder claimed by a sweep
+    assert not (tmp_path / "logs" / "ae_synthetic" / "runs").exists()  # no run folder claimed by a sweep
 
 
 def test_out_is_used_as_given(tmp_path):
     out = tmp_path / "given_dir" / "metrics.json"
-    proc = subprocess.run([sys.executable, "-c", FROZEN, "fake", f"out={out}"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-c", FROZEN, "fake", "experiment=ae_synthetic", f"out={out}"], cwd=tmp_path,
                           env=_env(tmp_path / "logs"), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     line = next(ln.split() for ln in proc.stdout.splitlines() if ln.startswith("OUTPUT_DIR"))

@@ -71,8 +71,9 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def _tiny_cli(root: Path) -> list[str]:
-    return [f"data.synthetic.root={root}", *(f"data.synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()),
-            "data.batch_size=4", "data.num_workers=0", *_SHORT]
+    return ["experiment=ae_synthetic", f"data.synthetic.root={root}",  # one run, not the whole system
+            *(f"data.synthetic.{k}={v}" for k, v in TINY_SYNTHETIC.items()), "data.batch_size=4", "data.num_workers=0",
+            *_SHORT]
 
 
 def test_cli_resume_keeps_first_hydra_config_and_history(tiny_builtin, tmp_path):
