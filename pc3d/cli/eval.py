@@ -112,8 +112,9 @@ def _datamodule(cfg: DictConfig, ckpt_build: dict | None):
     overrides = _drop_nulls(OmegaConf.to_container(cfg.get("data") or OmegaConf.create({}), resolve=True))
     dm = build_datamodule((ckpt_build or {}).get("data"), overrides, source=str(cfg.get("ckpt_path") or ""))
     prepare = getattr(dm, "prepare_data", None)
-    if callable(prepare):  # the built-in data is generated on first use, as pc3d-train does (shipped weights)
-        prepare()
+    root = getattr(dm, "root", None)
+    if callable(prepare) and root is not None and not Path(root).exists():
+        prepare()  # the built-in data is generated on first use, as pc3d-train does (shipped weights)
     return dm
 
 

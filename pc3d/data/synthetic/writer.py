@@ -119,8 +119,16 @@ def _say(progress: bool, msg: str) -> None:
     """Log ``msg``; with ``progress`` also print it, unless logging already reaches a handler (a pc3d-train
     run's console), where it would be shown twice."""
     log.info(msg)
-    if progress and not (log.isEnabledFor(logging.INFO) and logging.getLogger().handlers):
+    if progress and not (log.isEnabledFor(logging.INFO) and _console_logging()):
         print(f"[pc3d.data.synthetic] {msg}", file=sys.stderr, flush=True)
+
+
+def _console_logging() -> bool:
+    """Whether the root logger writes to the console (pc3d-train's Hydra logging does; pytest's capture
+    handlers and an unconfigured logging module do not)."""
+    consoles = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    return any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in consoles
+               for h in logging.getLogger().handlers)
 
 
 def generate(
