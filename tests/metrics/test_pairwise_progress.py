@@ -78,7 +78,7 @@ def test_matrices_are_bit_identical_with_and_without_progress(small_chunks, thre
     for other in (None, b):
         plain = distance_matrix(a, other, backend=backend)
         calls: list[tuple[int, int]] = []
-        watched = distance_matrix(a, other, backend=backend, progress=lambda d, t: calls.append((d, t)))
+        watched = distance_matrix(a, other, backend=backend, progress=lambda d, t, calls=calls: calls.append((d, t)))
         assert len(calls) > 1
         assert plain.dtype == watched.dtype == torch.float64
         assert torch.equal(plain, watched)
