@@ -75,6 +75,14 @@ Layout under a dataset root ``root``
   :mod:`~pc3d.data.synthetic.fine_labels` (sets generated before it existed get it on first use,
   by replaying the builders: :func:`ensure_fine_labels`). The readers expose it as the item key
   ``fine_label``.
+* ``substyles=True`` (``pc3d-data generate --substyles``, ``data.synthetic.substyles=true``) makes
+  the *variant* set on which a linear probe can rank encoders: shape ``i`` of chair, table, sofa,
+  mug and bench also gets interior sub-style ``i % 3`` (:data:`SUBSTYLES`: a board between chair legs
+  or under the seat; a table's lower shelf or apron; a sofa's back cushions or bolster; a drink at
+  half or 90 % height in a mug; a bench's low shelf or stretcher board), large parts *inside* the
+  outline, so the silhouette says little about them. Its fine labels are the 18
+  :data:`SUBSTYLE_CLASSES` (3 per such category, one for each other category). Not a superset of
+  the default set: other draws follow the sub-style, so use another root.
 
 Camera convention (``rendering_metadata.txt``)
 ----------------------------------------------
@@ -160,12 +168,21 @@ building blocks: :func:`make_shape`, :func:`sample_surface`, :func:`clean_and_no
 
 from __future__ import annotations
 
-from pc3d.data.synthetic.categories import CATEGORIES, FINE_CLASSES, SYNSET_TO_NAME, fine_class, make_shape
+from pc3d.data.synthetic.categories import (
+    CATEGORIES,
+    FINE_CLASSES,
+    SUBSTYLE_CLASSES,
+    SUBSTYLES,
+    SYNSET_TO_NAME,
+    fine_class,
+    fine_classes,
+    make_shape,
+)
 from pc3d.data.synthetic.fine_labels import FINE_LABELS_NAME, ensure_fine_labels, read_fine_labels, replay_fine_labels
 from pc3d.data.synthetic.manifest import MANIFEST_NAME, PC15K_DIRNAME, RENDERING_DIRNAME, is_complete, read_manifest
 from pc3d.data.synthetic.primitives import clean_and_normalize, sample_surface
 from pc3d.data.synthetic.rendering import render_view, write_renderings
-from pc3d.data.synthetic.writer import ensure_generated, generate, model_id
+from pc3d.data.synthetic.writer import ensure_generated, generate, model_id, rebuild_shape
 
 __all__ = [
     "CATEGORIES",
@@ -174,17 +191,21 @@ __all__ = [
     "MANIFEST_NAME",
     "PC15K_DIRNAME",
     "RENDERING_DIRNAME",
+    "SUBSTYLES",
+    "SUBSTYLE_CLASSES",
     "SYNSET_TO_NAME",
     "clean_and_normalize",
     "ensure_fine_labels",
     "ensure_generated",
     "fine_class",
+    "fine_classes",
     "generate",
     "is_complete",
     "make_shape",
     "model_id",
     "read_fine_labels",
     "read_manifest",
+    "rebuild_shape",
     "render_view",
     "replay_fine_labels",
     "sample_surface",

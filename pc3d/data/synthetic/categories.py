@@ -20,6 +20,10 @@ __all__ = [
     "CATEGORIES",
     "FINE_CLASSES",
     "FINE_INDEX",
+    "SUBSTYLES",
+    "SUBSTYLE_CLASSES",
+    "fine_classes",
+    "substyle_for",
     "SYNSET_TO_NAME",
     "build_parts",
     "fine_class",
@@ -53,7 +57,7 @@ def _leg(parts: Parts, top, bottom, r: float, square: bool) -> None:
         parts.cylinder(bottom, top, r, res=12)
 
 
-def _chair(rng: np.random.Generator) -> Parts:
+def _chair(rng: np.random.Generator, sub: str | None = None) -> Parts:
     p = Parts()
     w, d = rng.uniform(0.40, 0.60), rng.uniform(0.38, 0.55)
     h, t = rng.uniform(0.38, 0.50), rng.uniform(0.03, 0.08)
@@ -124,6 +128,14 @@ def _chair(rng: np.random.Generator) -> Parts:
                 back_box((bw - 2 * post, 0.05, bt * 0.7), (0, y, 0))
     arms = bool(rng.random() < 0.35)
     p.style = {"support": support, "back": style, "arms": arms}
+    if sub == "footrest":  # a board between the legs (around the column of a pedestal)
+        p.box((w * 0.75, 0.02, d * 0.75), (0, h * 0.3, 0))
+    elif sub == "skirt":  # boards under the seat's edges
+        sk = 0.08
+        for sz in (-1, 1):
+            p.box((w * 0.9, sk, 0.02), (0, h - t - sk / 2, sz * (d / 2 - 0.04)))
+        for sx in (-1, 1):
+            p.box((0.02, sk, d * 0.9), (sx * (w / 2 - 0.04), h - t - sk / 2, 0))
     if arms:
         aw = rng.uniform(0.04, 0.07)
         ah = rng.uniform(0.18, 0.26)
@@ -135,7 +147,7 @@ def _chair(rng: np.random.Generator) -> Parts:
     return p
 
 
-def _table(rng: np.random.Generator) -> Parts:
+def _table(rng: np.random.Generator, sub: str | None = None) -> Parts:
     p = Parts()
     top = _choice(rng, ["rect", "square", "round"], [0.5, 0.2, 0.3])
     height = rng.uniform(0.55, 0.8)
@@ -182,14 +194,17 @@ def _table(rng: np.random.Generator) -> Parts:
         for sx in (-1, 1):
             for sz in (-1, 1):
                 _leg(p, (sx * lx, ybot, sz * lz), (sx * lx, 0, sz * lz), lr, square)
-        if rng.random() < 0.4:  # apron
+        p.style["apron"] = bool(rng.random() < 0.4)
+        if p.style["apron"] and sub is None:  # apron
             ah = rng.uniform(0.06, 0.12)
             for sz in (-1, 1):
                 p.box((2 * lx, ah, 0.02), (0, ybot - ah / 2, sz * lz))
             for sx in (-1, 1):
                 p.box((0.02, ah, 2 * lz), (sx * lx, ybot - ah / 2, 0))
-        if rng.random() < 0.2:  # lower shelf
-            p.box((2 * lx, 0.02, 2 * lz), (0, rng.uniform(0.12, 0.25), 0))
+        p.style["shelf"] = bool(rng.random() < 0.2)
+        y_shelf = rng.uniform(0.12, 0.25) if p.style["shelf"] else 0.0
+        if p.style["shelf"] and sub is None:  # lower shelf
+            p.box((2 * lx, 0.02, 2 * lz), (0, y_shelf, 0))
     else:  # two trestle panels
         inset = rng.uniform(0.08, 0.2)
         pw = 2 * hd * rng.uniform(0.6, 0.9)
@@ -198,6 +213,18 @@ def _table(rng: np.random.Generator) -> Parts:
             p.box((0.04, ybot, pw), (x, ybot / 2, 0))
             p.box((0.08, 0.04, 2 * hd * 0.9), (x, 0.02, 0))
         p.box((2 * (hw - inset), 0.06, 0.03), (0, rng.uniform(0.15, 0.35), 0))
+    if sub == "shelf":  # a lower shelf inside the legs, whatever the support
+        if top == "round":
+            p.cylinder((0, 0.18 * height - 0.01, 0), (0, 0.18 * height + 0.01, 0), rad * 0.6, res=28)
+        else:
+            p.box((1.3 * hw, 0.02, 1.3 * hd), (0, 0.18 * height, 0))
+    elif sub == "apron":  # boards under the top, inside its edge
+        ah = 0.1
+        ax, az = 0.8 * hw, 0.8 * hd
+        for sz in (-1, 1):
+            p.box((2 * ax, ah, 0.02), (0, ybot - ah / 2, sz * az))
+        for sx in (-1, 1):
+            p.box((0.02, ah, 2 * az), (sx * ax, ybot - ah / 2, 0))
     return p
 
 
@@ -254,7 +281,7 @@ def _lamp(rng: np.random.Generator) -> Parts:
     return p
 
 
-def _sofa(rng: np.random.Generator) -> Parts:
+def _sofa(rng: np.random.Generator, sub: str | None = None) -> Parts:
     p = Parts()
     n = _choice(rng, [2, 3, 4], [0.35, 0.45, 0.2])
     sw = rng.uniform(0.5, 0.7)
@@ -279,12 +306,17 @@ def _sofa(rng: np.random.Generator) -> Parts:
     rot = rot_x(-tilt)
     pivot = np.array([0, y_base, -depth / 2 + back_t / 2])
     p.box((inner, back_h + ct, back_t), pivot + rot @ np.array([0, (back_h + ct) / 2, 0]), rot)
-    if rng.random() < 0.5:  # back cushions
+    p.style["back_cushions"] = bool(rng.random() < 0.5)
+    if (p.style["back_cushions"] if sub is None else sub == "back-cushions"):
         bct = rng.uniform(0.08, 0.14)
         for i in range(n):
             x = -inner / 2 + sw * (i + 0.5)
             c = pivot + rot @ np.array([x, ct + back_h * 0.5, back_t / 2 + bct / 2])
             p.box((sw - gap, back_h * 0.8, bct), c, rot)
+    if sub == "bolster":  # one long round cushion along the back
+        br = rng.uniform(0.08, 0.1)
+        c = pivot + rot @ np.array([0, ct + br, back_t / 2 + br])
+        p.cylinder((-inner / 2 + 0.02, c[1], c[2]), (inner / 2 - 0.02, c[1], c[2]), br, res=16)
     ah = rng.uniform(0.1, 0.25)
     if arms != "none":
         for sx in (-1, 1):
@@ -373,7 +405,7 @@ def _car(rng: np.random.Generator) -> Parts:
     return p
 
 
-def _mug(rng: np.random.Generator) -> Parts:
+def _mug(rng: np.random.Generator, sub: str | None = None) -> Parts:
     p = Parts()
     rb = rng.uniform(0.035, 0.055)
     height = rng.uniform(0.08, 0.13)
@@ -386,6 +418,10 @@ def _mug(rng: np.random.Generator) -> Parts:
     def radius_at(y: float) -> float:
         return rb + (rt - rb) * y / height
 
+    if sub in ("half", "full"):  # the surface of a drink inside
+        yf = bot + (height - bot) * (0.5 if sub == "half" else 0.9)
+        rf = radius_at(yf) - wall
+        p.cylinder((0, yf - 0.001, 0), (0, yf, 0), rf, res=32)
     yc = height * rng.uniform(0.42, 0.58)
     torus = bool(rng.random() < 0.75)
     p.style = {"handle": "round" if torus else "square"}
@@ -412,13 +448,14 @@ def _mug(rng: np.random.Generator) -> Parts:
     return p
 
 
-def _bench(rng: np.random.Generator) -> Parts:
+def _bench(rng: np.random.Generator, sub: str | None = None) -> Parts:
     p = Parts()
     length = rng.uniform(1.2, 2.0)
     depth = rng.uniform(0.3, 0.48)
     h = rng.uniform(0.4, 0.5)
     t = rng.uniform(0.03, 0.06)
-    if rng.random() < 0.4:  # slats along X
+    slats = bool(rng.random() < 0.4)
+    if slats:  # slats along X
         k = int(rng.integers(3, 6))
         sd = depth / k
         for i in range(k):
@@ -426,7 +463,7 @@ def _bench(rng: np.random.Generator) -> Parts:
     else:
         p.box((length, t, depth), (0, h - t / 2, 0))
     legs = _choice(rng, ["legs", "panels"], [0.65, 0.35])
-    p.style = {"support": legs, "back": False}
+    p.style = {"support": legs, "back": False, "slats": slats}
     lr = rng.uniform(0.02, 0.04)
     inset = rng.uniform(0.05, 0.2)
     xs = [-length / 2 + inset, length / 2 - inset]
@@ -443,6 +480,10 @@ def _bench(rng: np.random.Generator) -> Parts:
     else:
         for x in xs:
             p.box((0.04, h - t, depth * rng.uniform(0.8, 1.0)), (x, (h - t) / 2, 0))
+    if sub == "shelf":  # a board near the floor between the supports
+        p.box((abs(xs[1] - xs[0]), 0.02, depth * 0.8), (0, 0.12, 0))
+    elif sub == "board":  # a vertical stretcher board along the length
+        p.box((abs(xs[1] - xs[0]), 0.12, 0.02), (0, (h - t) * 0.45, 0))
     back = bool(rng.random() < 0.5)
     p.style["back"] = back
     if back:  # backrest
@@ -593,6 +634,40 @@ FINE_CLASSES: tuple[str, ...] = (
 )
 FINE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FINE_CLASSES)}
 
+#: Interior sub-styles of the ``substyles=True`` variant of the built-in set (``pc3d-data generate
+#: --substyles``): shape ``index`` of a category listed here gets ``SUBSTYLES[category][index % k]``
+#: on top of its usual random build. Each adds or removes a large part *inside* the shape's outline
+#: (a board between chair legs, a table's lower shelf, a drink in a mug), so the silhouette (the
+#: convex hull, which the max-pooled features of a random PointNet already read well) says little
+#: about it, while the surface (and so a reconstruction loss) changes a lot. The other categories
+#: keep their usual random build and are one class each.
+SUBSTYLES: dict[str, tuple[str, ...]] = {
+    "chair": ("plain", "footrest", "skirt"),  # nothing / a board between the legs / boards under the seat's edges
+    "table": ("plain", "shelf", "apron"),  # nothing / a lower shelf / boards under the top (whatever the support)
+    "sofa": ("bare", "back-cushions", "bolster"),  # nothing / one cushion per seat on the back / one long roll
+    "mug": ("empty", "half", "full"),  # the surface of a drink at half or 90% height
+    "bench": ("plain", "shelf", "board"),  # nothing / a board near the floor / a vertical stretcher board
+}
+#: The fine classes of the ``substyles=True`` variant (18): ``"<category>/<sub-style>"`` for the
+#: categories of :data:`SUBSTYLES`, the bare category name for the others; in :data:`CATEGORIES` order.
+SUBSTYLE_CLASSES: tuple[str, ...] = tuple(
+    name for c in CATEGORIES for name in ([f"{c}/{s}" for s in SUBSTYLES[c]] if c in SUBSTYLES else [c])
+)
+SUBSTYLE_INDEX: dict[str, int] = {name: i for i, name in enumerate(SUBSTYLE_CLASSES)}
+
+
+def substyle_for(category: str, index: int) -> str | None:
+    """The interior sub-style of shape ``index`` of ``category`` in the ``substyles=True`` variant
+    (``None`` for a category without sub-styles)."""
+    subs = SUBSTYLES.get(category)
+    return None if subs is None else subs[int(index) % len(subs)]
+
+
+def fine_classes(substyles: bool = False) -> tuple[str, ...]:
+    """The fine class list of a built-in set: :data:`SUBSTYLE_CLASSES` for the ``substyles``
+    variant, else :data:`FINE_CLASSES`."""
+    return SUBSTYLE_CLASSES if substyles else FINE_CLASSES
+
 
 def _fine_name(category: str, style: dict[str, Any]) -> str:
     if category == "airplane":
@@ -619,35 +694,46 @@ def _fine_name(category: str, style: dict[str, Any]) -> str:
     raise ValueError(f"unknown category {category!r}; expected one of {list(CATEGORIES)}")
 
 
-def fine_class(category: str, style: dict[str, Any]) -> int:
-    """Fine label (index into :data:`FINE_CLASSES`) of a ``category`` shape built with ``style``
-    (the ``Parts.style`` its builder recorded)."""
+def fine_class(category: str, style: dict[str, Any], substyles: bool = False) -> int:
+    """Fine label of a ``category`` shape built with ``style`` (the ``Parts.style`` its builder
+    recorded): an index into :data:`FINE_CLASSES`, or with ``substyles`` (the variant set) into
+    :data:`SUBSTYLE_CLASSES` (by ``style["sub"]`` for the categories of :data:`SUBSTYLES`)."""
+    if substyles:
+        return SUBSTYLE_INDEX[f"{category}/{style['sub']}" if category in SUBSTYLES else category]
     return FINE_INDEX[_fine_name(category, style)]
 
 
-def build_parts(category: str, rng: np.random.Generator) -> Parts:
-    """The un-normalised :class:`Parts` of one shape (with its ``style``), drawn from ``rng``."""
+def build_parts(category: str, rng: np.random.Generator, sub: str | None = None) -> Parts:
+    """The un-normalised :class:`Parts` of one shape (with its ``style``), drawn from ``rng``;
+    ``sub``: an interior sub-style of :data:`SUBSTYLES` (then recorded as ``style["sub"]``)."""
     if category not in _BUILDERS:
         raise ValueError(f"unknown category {category!r}; expected one of {list(CATEGORIES)}")
-    return _BUILDERS[category](rng)
+    if sub is None:
+        return _BUILDERS[category](rng)
+    if sub not in SUBSTYLES.get(category, ()):
+        raise ValueError(f"unknown sub-style {sub!r} for {category}; expected one of {SUBSTYLES.get(category, ())}")
+    parts = _BUILDERS[category](rng, sub=sub)
+    parts.style["sub"] = sub
+    return parts
 
 
-def shape_style(category: str, rng: np.random.Generator) -> dict[str, Any]:
+def shape_style(category: str, rng: np.random.Generator, sub: str | None = None) -> dict[str, Any]:
     """The discrete style choices of the shape ``rng`` builds (runs the builder only: no mesh
     cleaning, no sampling). Same draws as :func:`shape_arrays`, so the same style."""
-    return dict(build_parts(category, rng).style)
+    return dict(build_parts(category, rng, sub).style)
 
 
-def shape_and_style(category: str, rng: np.random.Generator) -> tuple[Mesh, dict[str, Any]]:
+def shape_and_style(category: str, rng: np.random.Generator, sub: str | None = None) -> tuple[Mesh, dict[str, Any]]:
     """:func:`shape_arrays` and the builder's style choices (``Parts.style``) of one shape."""
-    parts = build_parts(category, rng)
+    parts = build_parts(category, rng, sub)
     v, f = parts.mesh()
     return clean_and_normalize(v, f), dict(parts.style)
 
 
-def shape_arrays(category: str, rng: np.random.Generator) -> Mesh:
-    """Vertices (V, 3) float64 and triangles (T, 3) int64 of one normalised shape."""
-    return shape_and_style(category, rng)[0]
+def shape_arrays(category: str, rng: np.random.Generator, sub: str | None = None) -> Mesh:
+    """Vertices (V, 3) float64 and triangles (T, 3) int64 of one normalised shape (``sub``: an
+    interior sub-style of :data:`SUBSTYLES`, the ``substyles=True`` variant)."""
+    return shape_and_style(category, rng, sub)[0]
 
 
 def make_shape(category: str, rng: np.random.Generator):

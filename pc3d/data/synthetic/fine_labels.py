@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pc3d.data.synthetic.categories import CATEGORIES, FINE_CLASSES, fine_class, shape_style
+from pc3d.data.synthetic.categories import CATEGORIES, fine_class, fine_classes, shape_style, substyle_for
 from pc3d.data.synthetic.manifest import dataset_root, read_manifest
 
 log = logging.getLogger(__name__)
@@ -49,18 +49,19 @@ def label_key(synset: str, model_id: str) -> str:
     return f"{synset}/{model_id}"
 
 
-def replay_fine_labels(seed: int, category: str, n_per_category: int) -> dict[str, int]:
+def replay_fine_labels(seed: int, category: str, n_per_category: int, substyles: bool = False) -> dict[str, int]:
     """``{"<synset>/<model_id>": fine label}`` of the ``n_per_category`` shapes of ``category``
-    generated with ``seed``, by replaying each shape's builder (no mesh, no sampling)."""
+    generated with ``seed`` (and ``substyles``: the variant set), by replaying each shape's builder
+    (no mesh, no sampling)."""
     from pc3d.data.synthetic.writer import _STREAM_SHAPE, _rng, model_id
 
     synset = CATEGORIES[category]
-    return {
-        label_key(synset, model_id(seed, category, i)): fine_class(
-            category, shape_style(category, _rng(seed, category, i, _STREAM_SHAPE))
-        )
-        for i in range(int(n_per_category))
-    }
+    out = {}
+    for i in range(int(n_per_category)):
+        sub = substyle_for(category, i) if substyles else None
+        style = shape_style(category, _rng(seed, category, i, _STREAM_SHAPE), sub)
+        out[label_key(synset, model_id(seed, category, i))] = fine_class(category, style, substyles)
+    return out
 
 
 def write_fine_labels(root: str | os.PathLike, params: dict[str, Any], labels: dict[str, int]) -> Path:
@@ -71,8 +72,9 @@ def write_fine_labels(root: str | os.PathLike, params: dict[str, Any], labels: d
     doc = {
         "format": _FORMAT,
         "format_version": _FORMAT_VERSION,
-        "params": {"seed": int(params["seed"]), "n_per_category": int(params["n_per_category"])},
-        "classes": list(FINE_CLASSES),
+        "params": {"seed": int(params["seed"]), "n_per_category": int(params["n_per_category"]),
+                   **({"substyles": True} if params.get("substyles") else {})},
+        "classes": list(fine_classes(bool(params.get("substyles")))),
         "labels": {k: int(labels[k]) for k in sorted(labels)},
     }
     path = dataset_root(root) / FINE_LABELS_NAME
@@ -82,18 +84,22 @@ def write_fine_labels(root: str | os.PathLike, params: dict[str, Any], labels: d
 
 def read_fine_labels(root: str | os.PathLike, params: dict[str, Any] | None = None) -> dict[str, int] | None:
     """The labels of ``<root>/fine_labels.json``, or ``None`` when there is no such file, it is
-    unreadable, its class list is not :data:`FINE_CLASSES`, or (given ``params``) it was made
-    with another ``seed`` / ``n_per_category``."""
+    unreadable, its class list is not :data:`FINE_CLASSES` (:data:`SUBSTYLE_CLASSES` for the
+    ``substyles`` variant), or (given ``params``) it was made with another ``seed`` /
+    ``n_per_category`` / ``substyles``."""
     path = dataset_root(root) / FINE_LABELS_NAME
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(doc, dict) or doc.get("classes") != list(FINE_CLASSES) or not isinstance(doc.get("labels"), dict):
+    if not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict):
+        return None
+    have = doc.get("params") or {}
+    if not isinstance(have, dict) or doc.get("classes") != list(fine_classes(bool(have.get("substyles")))):
         return None
     if params is not None:
-        have = doc.get("params") or {}
-        if have.get("seed") != params.get("seed") or have.get("n_per_category") != params.get("n_per_category"):
+        if (have.get("seed") != params.get("seed") or have.get("n_per_category") != params.get("n_per_category")
+                or bool(have.get("substyles")) != bool(params.get("substyles"))):
             return None
     return {str(k): int(v) for k, v in doc["labels"].items()}
 
@@ -115,7 +121,7 @@ def collect_fine_labels(
         out.update(
             have
             if len(have) == int(params["n_per_category"])
-            else replay_fine_labels(params["seed"], c, params["n_per_category"])
+            else replay_fine_labels(params["seed"], c, params["n_per_category"], bool(params.get("substyles")))
         )
     return out
 
@@ -160,5 +166,6 @@ def ensure_fine_labels(root: str | os.PathLike) -> dict[str, int] | None:
         log.warning("%s: could not write %s (%s); fine labels kept in memory", root, FINE_LABELS_NAME, exc)
         _REPLAYED[key] = labels
     else:
-        log.info("wrote %s (%d shapes, %d classes)", path, len(labels), len(FINE_CLASSES))
+        n_classes = len(fine_classes(bool(params.get("substyles"))))
+        log.info("wrote %s (%d shapes, %d classes)", path, len(labels), n_classes)
     return labels

@@ -85,6 +85,7 @@ def normalize_params(
     seed: int,
     categories: str | Iterable[str] | None,
     splits: Sequence[float],
+    substyles: bool = False,
 ) -> tuple[dict[str, Any], list[str]]:
     def as_int(name: str, value: Any, lo: int) -> int:
         if isinstance(value, bool) or int(value) != value or int(value) < lo:
@@ -104,6 +105,10 @@ def normalize_params(
             f"splits must be 3 non-negative fractions (train, val, test) summing to 1, got {tuple(splits)!r}"
         )
     params["splits"] = fr
+    if not isinstance(substyles, bool):
+        raise ValueError(f"substyles must be true or false, got {substyles!r}")
+    if substyles:  # recorded only when set, so the default set's manifests stay as they were
+        params["substyles"] = True
     if categories is None:
         cats = list(CATEGORIES)
     else:
@@ -125,7 +130,8 @@ def normalize_params(
 
 
 def param_mismatch(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
-    return [f"{k}: on disk {have.get(k)!r}, requested {v!r}" for k, v in want.items() if have.get(k) != v]
+    keys = list(want) + [k for k in have if k not in want and k == "substyles"]  # a variant set is no default set
+    return [f"{k}: on disk {have.get(k)!r}, requested {want.get(k)!r}" for k in keys if have.get(k) != want.get(k)]
 
 
 def category_intact(root: Path, category: str, params: dict[str, Any], counts: dict[str, int] | None) -> bool:
@@ -154,6 +160,7 @@ def is_complete(
     seed: int = 0,
     categories: str | Iterable[str] | None = None,
     splits: Sequence[float] = (0.8, 0.1, 0.1),
+    substyles: bool = False,
 ) -> bool:
     """True if ``root`` holds a complete built-in data set with these parameters.
 
@@ -162,7 +169,8 @@ def is_complete(
     for a subset) and their folders hold the expected number of files. Does no mesh work.
     Arguments as for :func:`generate`.
     """
-    params, cats = normalize_params(n_per_category, n_points, n_views, image_size, seed, categories, splits)
+    params, cats = normalize_params(n_per_category, n_points, n_views, image_size, seed, categories, splits,
+                                    substyles)
     root = dataset_root(root)
     man = read_manifest(root)
     if man is None or param_mismatch(man.get("params", {}), params):

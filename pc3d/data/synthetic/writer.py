@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pc3d.data.splits import SPLITS, split_counts
-from pc3d.data.synthetic.categories import CATEGORIES, fine_class, shape_and_style
+from pc3d.data.synthetic.categories import CATEGORIES, fine_class, shape_and_style, substyle_for
 from pc3d.data.synthetic.fine_labels import collect_fine_labels, label_key, write_fine_labels
 from pc3d.data.synthetic.lock import PARTS_DIRNAME, cleanup_tmp, install, locked, read_part, remove_category
 from pc3d.data.synthetic.manifest import (
@@ -40,7 +40,7 @@ from pc3d.data.synthetic.manifest import (
     write_manifest,
     write_name_map,
 )
-from pc3d.data.synthetic.primitives import sample_surface
+from pc3d.data.synthetic.primitives import Mesh, sample_surface
 from pc3d.data.synthetic.rendering import TURNTABLE_NAME, shape_color, turntable_frames, write_renderings, write_video
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,14 @@ def model_id(seed: int, category: str, index: int) -> str:
 
 def _rng(seed: int, category: str, index: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, int(CATEGORIES[category]), index, stream]))
+
+
+def rebuild_shape(params: dict[str, Any], category: str, index: int) -> tuple[Mesh, dict[str, Any]]:
+    """The normalised mesh ``(V (V, 3) float64, F (T, 3) int64)`` and the style choices of shape
+    ``index`` of ``category`` in a built-in set generated with ``params`` (its manifest's
+    ``params``: ``seed``, and ``substyles`` for the variant set), exactly as the writer built it."""
+    sub = substyle_for(category, index) if params.get("substyles") else None
+    return shape_and_style(category, _rng(int(params["seed"]), category, int(index), _STREAM_SHAPE), sub)
 
 
 def _split_assignment(seed: int, category: str, n: int, fractions: Sequence[float]) -> list[str]:
@@ -94,8 +102,8 @@ def _write_category(root: str, category: str, params: dict[str, Any], nthreads: 
         fine: dict[str, int] = {}
         for i in range(n):
             mid = model_id(seed, category, i)
-            (v, f), style = shape_and_style(category, _rng(seed, category, i, _STREAM_SHAPE))
-            fine[label_key(synset, mid)] = fine_class(category, style)
+            (v, f), style = rebuild_shape(params, category, i)
+            fine[label_key(synset, mid)] = fine_class(category, style, bool(params.get("substyles")))
             pts = sample_surface((v, f), n_points, _rng(seed, category, i, _STREAM_POINTS))
             np.save(tmp / "pc" / splits[i] / f"{mid}.npy", pts)
             counts[splits[i]] += 1
@@ -146,6 +154,7 @@ def generate(
     workers: int = 2,
     turntable_video: bool = False,
     turntable_frames: int = 24,
+    substyles: bool = False,
 ) -> Path:
     """Generate the built-in data set under ``root`` (see the module docstring).
 
@@ -174,6 +183,11 @@ def generate(
             the shape's colour, the views' renderer and size; 12 fps H.264). Off by default; it is
             not a data set parameter (not in the manifest; the other files do not change), videos
             already there are kept, missing ones are added to a complete root. Needs ``n_views`` > 0.
+        substyles: the variant set with interior sub-styles
+            (:data:`~pc3d.data.synthetic.categories.SUBSTYLES`: shape ``i`` of chair, table, sofa, mug
+            and bench gets sub-style ``i % 3``) and their 18 fine classes
+            (:data:`~pc3d.data.synthetic.categories.SUBSTYLE_CLASSES`), the set on which a linear probe
+            can rank encoders. A data set parameter (recorded in the manifest only when true). Off by default.
 
     Returns:
         ``root`` as a ``Path``.
@@ -182,7 +196,8 @@ def generate(
         ValueError: bad arguments, or ``root`` already holds a complete built-in data set
             made with different parameters (and ``overwrite`` is False).
     """
-    params, cats = normalize_params(n_per_category, n_points, n_views, image_size, seed, categories, splits)
+    params, cats = normalize_params(n_per_category, n_points, n_views, image_size, seed, categories, splits,
+                                    substyles)
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     _check_turntable(turntable_video, turntable_frames, params)
@@ -294,8 +309,6 @@ def write_turntables(root: Path, params: dict[str, Any], cats: Sequence[str], n_
     """Write the missing ``ShapeNetRendering/<synset>/<id>/turntable.mp4`` of ``cats`` (called under the
     root's lock). Each shape is rebuilt from its seeds (the same mesh and colour as its views).
     Returns the number of videos written."""
-    from pc3d.data.synthetic.categories import shape_and_style as build
-
     t0 = time.perf_counter()
     seed, size, written = params["seed"], params["image_size"], 0
     for c in cats:
@@ -304,7 +317,7 @@ def write_turntables(root: Path, params: dict[str, Any], cats: Sequence[str], n_
             path = root / RENDERING_DIRNAME / synset / model_id(seed, c, i) / TURNTABLE_NAME
             if path.is_file() or not path.parent.is_dir():
                 continue
-            (v, f), _ = build(c, _rng(seed, c, i, _STREAM_SHAPE))
+            (v, f), _ = rebuild_shape(params, c, i)
             color = shape_color(_rng(seed, c, i, _STREAM_VIEWS))
             write_video(path, turntable_frames(v, f, int(n_frames), size, color))
             written += 1
