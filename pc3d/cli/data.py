@@ -7,6 +7,8 @@ Usage::
                        [--overwrite] [--workers W]
     python -m pc3d.cli.data generate --root data/pc3d_synthetic
     pc3d-data inspect PATH [--layout auto] [--n-points 2048] [--no-check] [--json]
+    pc3d-data partial --root DIR [--kinds scan,hole] [--splits test] [--noise 0,0.01]
+                      [--points 2048] [--seed S] [--quiet]
 
 ``generate`` builds (only what is missing of) the data set described in
 :mod:`pc3d.data.synthetic` and prints where it wrote, a table of shapes per category and
@@ -14,7 +16,9 @@ split, the disk size and the time taken. ``inspect`` prints the layout it detect
 :mod:`pc3d.data.layouts`), a table of usable shapes per category and split, and every problem
 found (bad files with the reason, clouds with fewer rows than ``--n-points``, broken renderings,
 missing splits); it exits with 1 when it found problems, 2 when
-the folder is no known layout. Subcommands are argparse subparsers, each with a
+the folder is no known layout. ``partial`` writes single-view depth scans and ball holes of a
+built-in root's shapes beside its complete clouds (:mod:`pc3d.data.partial`) and prints what it
+wrote and the time taken. Subcommands are argparse subparsers, each with a
 ``_cmd_<name>(args) -> int`` handler.
 """
 
@@ -51,6 +55,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         metavar="TR,VA,TE",
         help="train,val,test fractions per category (default 0.8,0.1,0.1)",
     )
+    p.add_argument(
+        "--substyles",
+        action="store_true",
+        help="the variant set with interior sub-styles and 18 fine classes, where a linear probe can rank encoders "
+        "(pc3d.data.synthetic.SUBSTYLES; use its own --root)",
+    )
     p.add_argument("--overwrite", action="store_true", help="delete the built-in categories under --root and rebuild")
     p.add_argument("--workers", type=int, default=2, metavar="W", help="worker processes (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -81,6 +91,28 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_inspect)
 
 
+def _add_partial(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "partial",
+        help="write partial clouds (depth scans, ball holes) of the built-in data set beside the complete ones",
+        description="Write single-view depth scans and/or ball holes of every shape of the chosen splits of "
+        "a built-in root (its meshes are rebuilt from their seeds) to "
+        "<root>/ShapeNetCore.v2.PC15k.partial/<kind>[_noise<sigma>]/<synset>/<split>/<model_id>.npy with a "
+        "meta.json per folder (see pc3d.data.partial). The complete set is only read.",
+    )
+    p.add_argument("--root", required=True, type=Path, help="root of a built-in data set (pc3d-data generate)")
+    p.add_argument("--kinds", default="scan,hole", metavar="LIST", help="comma-separated: scan, hole (default both)")
+    p.add_argument("--splits", default="test", metavar="LIST", help="comma-separated splits (default test)")
+    p.add_argument(
+        "--noise", default="0", metavar="LIST",
+        help="comma-separated Gaussian sigmas, one folder each (default 0: noise-free)",
+    )
+    p.add_argument("--points", type=int, default=2048, metavar="N", help="points per partial cloud (default 2048)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the cameras, holes and noise (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_cmd_partial)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pc3d-data`` argument parser (one subparser per subcommand)."""
     parser = argparse.ArgumentParser(
@@ -90,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_generate(sub)
     _add_inspect(sub)
+    _add_partial(sub)
     return parser
 
 
@@ -143,6 +176,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=not args.quiet,
             workers=args.workers,
+            substyles=args.substyles,
         )
     except ValueError as err:
         print(f"pc3d-data: error: {err}", file=sys.stderr)
@@ -194,6 +228,36 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     for line in problems:
         print(f"  {line}")
     return 1 if problems else 0
+
+
+def _cmd_partial(args: argparse.Namespace) -> int:
+    import json
+
+    from pc3d.data.partial import META_NAME, write_partial_set
+
+    t0 = time.perf_counter()
+    try:
+        out = write_partial_set(
+            args.root, kinds=args.kinds, splits=args.splits, noise=args.noise, n_points=args.points,
+            seed=args.seed, progress=not args.quiet,
+        )
+    except ValueError as err:
+        print(f"pc3d-data: error: {err}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - t0
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    print(f"partial clouds of {args.points} points in {out.resolve()}")
+    rows = []
+    for meta in sorted(out.glob(f"*/{META_NAME}")):
+        doc = json.loads(meta.read_text())
+        counts = doc.get("splits", {})
+        rows.append([meta.parent.name, str(doc.get("noise")), *(str(counts.get(s, 0)) for s in splits)])
+    header = ["folder", "noise", *splits]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
+    print(f"disk: {_disk_size(out) / 2**20:.1f} MiB; time: {seconds:.1f} s")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
