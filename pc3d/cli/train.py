@@ -12,6 +12,16 @@ Checkpoints are written atomically in their own folder (:class:`pc3d.callbacks.c
 given to every Trainer built here); temp files of saves killed mid-write are removed at start.
 SIGTERM: Lightning stops at the next batch boundary, ``last.ckpt`` is saved and the process exits
 with status 143 (a SIGTERM before or after fitting exits with 143 at once).
+
+SLURM (``hydra/launcher=submitit_slurm``, or ``srun pc3d-train ...``): Lightning's SLURM environment
+takes the ranks from srun; only rank 0 writes ``train.log``. Preemption and time limits are owned by
+one mechanism, SLURM's requeue plus the SIGTERM path above (Lightning's own auto-requeue is turned
+off: it writes an ``hpc_ckpt`` from inside the signal handler, mid-step; submitit's ``checkpoint()``
+resubmits the job and exits mid-step without saving): during a fit the warning signal before the
+time limit (``USR2``, submitit's ``--signal``, or ``USR1``) makes rank 0 run ``scontrol requeue``;
+SLURM then sends SIGTERM to every task, ``last.ckpt`` is saved at the next batch boundary, and the
+requeued job (``SLURM_RESTART_COUNT`` > 0, same run dir) resumes from it when no ``ckpt_path`` is
+given. A preemption or an ``scontrol requeue`` from outside takes the same path.
 """
 
 from __future__ import annotations
@@ -65,6 +75,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
     import torch
     from hydra.utils import instantiate
+    from lightning.fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import WandbLogger
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -76,6 +87,16 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
 
     tidy_console_logging()  # one console line per record, no third-party tips
     check_config_types(cfg)  # e.g. trainer.max_epochs=abc: an error naming the key, before any work
+    rank = slurm_rank()
+    if rank is not None and int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and not cfg.get("out") \
+            and _hydra_single_run():  # `srun pc3d-train ...`: each task would time-stamp its own run dir
+        raise ValueError(f"pc3d-train in {os.environ['SLURM_NTASKS']} SLURM tasks needs out=<run dir> (one run dir "
+                         "for every rank, and the one a requeued job resumes in), or run it as "
+                         "pc3d-train -m hydra/launcher=submitit_slurm ...")
+    if rank:  # a SLURM task other than rank 0: train.log is rank 0's (its console goes to its own task log)
+        for h in list(logging.getLogger().handlers):
+            if isinstance(h, logging.FileHandler):
+                logging.getLogger().removeHandler(h)
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     torch.set_float32_matmul_precision("high")
@@ -92,17 +113,31 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         output_dir / "checkpoints",
         best_cb if isinstance(best_cb, ModelCheckpoint) else None,
     )
+    if rank is not None and not cfg.get("ckpt_path"):  # a requeued SLURM job continues its run
+        requeued = slurm_requeue_checkpoint(Path(getattr(last_cb, "dirpath", None) or output_dir / "checkpoints"))
+        if requeued:
+            from omegaconf import open_dict
+
+            with open_dict(cfg):
+                cfg.ckpt_path = requeued
+            log.info("requeued SLURM job (restart %s): resuming from %s", os.environ.get("SLURM_RESTART_COUNT"),
+                     requeued)
     callbacks = [*callbacks.values(), ConfigInCheckpoint(plain_config(cfg)), on_sigterm]
     resume = prepare_resume(cfg, output_dir)
     loggers = list(instantiate_group(cfg.get("logger")).values())
     resume.restore_csv(loggers)
     # every checkpoint is written atomically in its own folder (AtomicCheckpointIO), wherever the run folder is
     plugins = checkpoint_plugins(instantiate(cfg.trainer.plugins) if cfg.trainer.get("plugins") else None)
+    if rank is not None and not any(isinstance(p, ClusterEnvironment) for p in plugins):
+        plugins.append(SLURMEnvironment(auto_requeue=False))  # requeues: _SlurmRequeue + SIGTERM (docstring)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
     for lg in loggers:
         lg.log_hyperparams(plain_config(cfg))
 
+    requeue = _SlurmRequeue(rank) if rank is not None else None
     try:
+        if requeue is not None:
+            requeue.install()
         ckpt_path = cfg.get("ckpt_path")
         if ckpt_path and str(ckpt_path).startswith("pretrained:"):
             raise ValueError(f"ckpt_path={ckpt_path}: shipped weights cannot resume a fit (they hold no optimizer "
@@ -133,6 +168,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
                         SIGTERM_EXIT_CODE)
             raise SystemExit(SIGTERM_EXIT_CODE) from None
     finally:
+        if requeue is not None:
+            requeue.uninstall()
         for lg in loggers:
             if isinstance(lg, WandbLogger):  # one W&B run per job, also under -m sweeps
                 import wandb
@@ -203,7 +240,10 @@ class _Resume:
         import csv
 
         from lightning.pytorch.loggers import CSVLogger
+        from lightning.pytorch.utilities import rank_zero_only
 
+        if getattr(rank_zero_only, "rank", 0) != 0:  # rank 0 writes the logs (a DDP rank's logger is a dummy)
+            return
         for lg in loggers:
             if not isinstance(lg, CSVLogger):
                 continue
@@ -289,6 +329,78 @@ def prepare_resume(cfg: DictConfig, output_dir: Path) -> _Resume:
                     cfg.logger[name].resume = "allow"
                 log.info("resumed: W&B run id %s", run_id)
     return _Resume(step, kept)
+
+
+def slurm_rank() -> int | None:
+    """This process' rank in its SLURM job (``SLURM_PROCID``), ``None`` outside a SLURM batch job (no
+    ``SLURM_NTASKS``, or an interactive ``srun --pty bash`` / ``salloc`` shell: Lightning's own test)."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return None
+    return int(os.environ.get("SLURM_PROCID", "0"))
+
+
+def slurm_requeue_checkpoint(checkpoint_dir: str | os.PathLike) -> str | None:
+    """``<checkpoint_dir>/last.ckpt`` when this SLURM job was requeued (``SLURM_RESTART_COUNT`` > 0) and an
+    earlier run of it left that file; else ``None`` (a fresh job starts from scratch)."""
+    try:
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        restarts = 0
+    path = Path(checkpoint_dir) / "last.ckpt"
+    return str(path) if restarts > 0 and path.is_file() else None
+
+
+def _hydra_single_run() -> bool:
+    """True inside a Hydra job started without ``-m`` (its run dir is time-stamped per process)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
+
+
+class _SlurmRequeue:
+    """During a fit in a SLURM job: the warning signals ``USR1`` / ``USR2`` (sent before the time limit,
+    ``sbatch --signal``) make rank 0 requeue the job with ``scontrol requeue $SLURM_JOB_ID``; SLURM then
+    sends SIGTERM to every task, which saves ``last.ckpt`` at the next batch boundary (see the module
+    docstring). ``install`` / ``uninstall`` swap the handlers (main thread only) and restore the old ones
+    (submitit's, outside the fit)."""
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._old = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            return
+        self.requested = True
+        job = os.environ.get("SLURM_JOB_ID", "")
+        log.warning("%s (the SLURM time limit is near, or a preemption): %s", signal.Signals(signum).name,
+                    f"requeueing job {job}; the SIGTERM that follows saves last.ckpt" if self.rank == 0 else
+                    "rank 0 requeues the job")
+        if self.rank == 0 and job.isdigit():
+            import subprocess
+
+            done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+            if done.returncode != 0:
+                log.warning("scontrol requeue %s failed (%d): %s", job, done.returncode, done.stderr.strip())
 
 
 def objective_value(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
@@ -380,6 +492,8 @@ def main() -> None:
     for category in (DeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # conf/hydra/launcher/submitit_*.yaml keep the plugin's names (its schema validates them)
+    warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against ConfigStore")
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     from pc3d.cli.system import is_system_run, system_args
 
