@@ -132,6 +132,7 @@ RENAMED = {
              "fpd.classifier_ckpt_path", "n": "n_samples"},
     "generate": {"ckpt": "ckpt_path", "n": "n_samples"},
     "reconstruct": {"ckpt": "ckpt_path"},
+    "invert": {"ckpt": "ckpt_path", "n": "n_samples"},
     "train": {},
     "pipeline": {},
 }

@@ -76,7 +76,7 @@ def test_run_dir_rule():
     assert run_dir("samples/", "d") == "samples"
 
 
-@pytest.mark.parametrize("name", ["train", "eval", "generate", "reconstruct", "pipeline"])
+@pytest.mark.parametrize("name", ["train", "eval", "generate", "reconstruct", "pipeline", "invert"])
 def test_every_job_runs_under_the_log_dir_unless_out_is_given(name, tmp_path):
     """``hydra.run.dir`` as Hydra resolves it, with PC3D_LOG_DIR set, with and without out=."""
     from hydra import compose, initialize_config_dir
