@@ -1,7 +1,8 @@
 """Benchmark of the generation metrics (issue 5), plus the FPD sanity table.
 
     python experiments/bench_metrics.py                      # CD metrics, 100 vs 100 at N=2048
-    python experiments/bench_metrics.py --emd                # + EMD metrics at N=1024 (approx EMD)
+    python experiments/bench_metrics.py --skip-cd --emd      # EMD metrics (issue 18): full matrices vs pruned
+    taskset -c 0 env OMP_NUM_THREADS=1 python experiments/bench_metrics.py --skip-cd --emd   # one core
     python experiments/bench_metrics.py --fpd-classifier outputs/.../last.ckpt   # FPD same vs across
 
 Clouds are built-in shapes (``data/pc3d_synthetic``, all categories, ``n`` from the train
@@ -12,6 +13,15 @@ way: every ordered pair (S x R, S x S, R x R) through ``chamfer_distance(..., re
 in batches of 32 pairs; the ratio compares the per-pair cost of both on that subset. The same
 subset is also timed with ``backend="kdtree"`` (scipy KD-trees, the CPU path before the
 compiled brute force of ``pc3d.metrics._chamfer_pairs`` became the default).
+
+EMD (``--emd``, issue 18): MMD / COV / 1-NNA with the auction EMD (``tol`` 1e-2) on ``n`` vs ``n``
+clouds at ``--emd-n-points`` (2048). The current path (the three full matrices, every pair
+through ``pc3d.ops.emd``) is timed on ``--emd-baseline-n`` x ``--emd-baseline-n`` clouds and
+extrapolated per pair to ``n`` (``--emd-full`` runs it on everything); the new path
+(``evaluate_generation(..., emd_pruning=True)``: exact pruned nearest-neighbour queries,
+:mod:`pc3d.metrics.emd_nn`) runs on everything. Checks: on the subset the pruned metrics equal
+the full matrices of the same solver bit for bit, and agree with the current path (COV / 1-NNA
+equal, MMD within float32 rounding). Record ``uptime`` with each run: the machine is shared.
 """
 
 from __future__ import annotations
@@ -114,18 +124,95 @@ def bench_cd(args) -> None:
     print(f"loadavg(after)={tuple(round(x, 2) for x in os.getloadavg())}")
 
 
+def current_emd_matrices(s: torch.Tensor, r: torch.Tensor, tol: float = 1e-2, batch: int = 64):
+    """The EMD path before issue 18, reproduced: every pair of the three matrices (``i < j`` within a
+    set) through ``pc3d.ops.emd(..., method="approx", reduction="none")`` in batches of 64 pairs (the
+    auction per pair on the thread pool, values in float32), then MMD / COV / 1-NNA of the matrices."""
+    from pc3d.ops.emd import emd
+
+    def matrix(a, b):
+        A = len(a)
+        B = A if b is None else len(b)
+        other = a if b is None else b
+        if b is None:
+            ii, jj = torch.triu_indices(A, A, offset=1)
+        else:
+            ii, jj = torch.arange(A).repeat_interleave(B), torch.arange(B).repeat(A)
+        vals = torch.cat([emd(a[ii[k : k + batch]], other[jj[k : k + batch]], method="approx", tol=tol,
+                              reduction="none").double() for k in range(0, len(ii), batch)])
+        mat = torch.zeros(A, B, dtype=torch.float64)
+        mat[ii, jj] = vals
+        if b is None:
+            mat[jj, ii] = vals
+        return mat
+
+    d_sr, d_ss, d_rr = matrix(s, r), matrix(s, None), matrix(r, None)
+    mmd, cov = mmd_cov(d_sr)
+    acc, acc_s, acc_r = one_nna(d_sr, d_ss, d_rr)
+    return {"mmd_emd": mmd, "cov_emd": cov, "1nna_emd": acc, "1nna_emd_sample": acc_s, "1nna_emd_ref": acc_r}
+
+
+def _n_pairs(n: int) -> int:
+    return n * n + n * (n - 1)  # S x R + two triangles
+
+
+def _fmt(res: dict) -> str:
+    return "  ".join(f"{k}={v:.6g}" for k, v in res.items())
+
+
 def bench_emd(args) -> None:
-    n_pts = args.emd_n_points
-    print(f"\n## EMD-based metrics: {args.n} vs {args.n}, N={n_pts}, approximate EMD")
-    try:
-        from pc3d.ops.emd import emd  # noqa: F401
-    except ImportError:
-        print("pc3d.ops.emd is not available in this tree: EMD metrics not timed")
-        return
-    s, r, what = load_sets(args.n, n_pts)
-    mn, md, out = timed(lambda: evaluate_generation(s, r, distances=("emd",), emd_method="approx"), 1)
-    print(f"evaluate_generation(emd, approx)    {mn:7.2f} s ({what})")
-    print("   " + "  ".join(f"{k}={v:.5g}" for k, v in out.items()))
+    """EMD metrics (issue 18): the current full-matrix path vs exact pruned nearest-neighbour queries."""
+    from pc3d.metrics.emd_nn import nearest_emd
+    from pc3d.metrics.generative import mmd_cov_from_nearest, one_nna_from_nearest
+
+    n, n_pts, tol = args.n, args.emd_n_points, args.emd_tol
+    s, r, what = load_sets(n, n_pts)
+    print(f"\n## EMD-based metrics: {n} generated vs {n} reference clouds, N={n_pts}, auction EMD (tol={tol}), {what}")
+    print(f"torch threads={torch.get_num_threads()}  cpu_count={os.cpu_count()}  "
+          f"affinity={sorted(os.sched_getaffinity(0))}  loadavg(before)={tuple(round(x, 2) for x in os.getloadavg())}")
+    evaluate_generation(s[:2, :64], r[:2, :64], distances=("emd",), emd_method="approx")  # compile the kernels
+    rows = []
+    # the current path: measured on a b x b subset (or in full with --emd-full), per pair extrapolated
+    b = n if args.emd_full else args.emd_baseline_n
+    sb, rb = s[:b], r[:b]
+    t = time.perf_counter()
+    cur = current_emd_matrices(sb, rb, tol)
+    t_cur = time.perf_counter() - t
+    per_pair = t_cur / _n_pairs(b)
+    t_cur_full = per_pair * _n_pairs(n)
+    how = "measured" if b == n else f"EXTRAPOLATED from {b} vs {b} ({_n_pairs(b)} pairs in {t_cur:.1f} s)"
+    rows.append(("current: full matrices, pc3d.ops.emd batches", _n_pairs(n), t_cur_full, how))
+    # the new path on the same subset: the pruned metrics must equal the full matrices of the same solver
+    t = time.perf_counter()
+    full_b = evaluate_generation(sb, rb, distances=("emd",), emd_method="approx", emd_tol=tol, emd_pruning=False)
+    t_full_b = time.perf_counter() - t
+    pruned_b = evaluate_generation(sb, rb, distances=("emd",), emd_method="approx", emd_tol=tol, emd_pruning=True)
+    # the new path on everything (what evaluate_generation(..., emd_pruning=True) runs, with the counts)
+    t = time.perf_counter()
+    nn = nearest_emd(s, r, method="approx", tol=tol, exact_same_set=False)
+    mmd, cov = mmd_cov_from_nearest(nn, n)
+    acc, acc_s, acc_r = one_nna_from_nearest(nn, n)
+    t_new = time.perf_counter() - t
+    new = {"mmd_emd": mmd, "cov_emd": cov, "1nna_emd": acc, "1nna_emd_sample": acc_s, "1nna_emd_ref": acc_r}
+    solved = f"{nn.n_emd} solved + {nn.n_abandoned} abandoned, {nn.n_bound} bounds"
+    rows.append(("new: pruned nearest neighbours (emd_pruning)", solved, t_new, "measured"))
+    print(f"{'path':48s} {'EMD pairs':>34s} {'time s':>9s}")
+    for name, pairs, secs, note in rows:
+        print(f"{name:48s} {str(pairs):>34s} {secs:9.1f}  ({note})")
+    print(f"ratio current / new: {t_cur_full / t_new:.1f}x   target <= 300 s: {'MET' if t_new <= 300 else 'NOT met'} "
+          f"({t_new:.1f} s)")
+    print(f"new  {n}x{n}: {_fmt(new)}")
+    if b == n:
+        print(f"current {n}x{n}: {_fmt(cur)}")
+    print(f"check on {b} vs {b}: pruned == full matrices (same solver, pc3d.ops.emd.emd_pair_values): "
+          f"{'IDENTICAL' if pruned_b == full_b else 'DIFFERENT'}  (full matrices took {t_full_b:.1f} s)")
+    same_sets = all(cur[k] == pruned_b[k] for k in ("cov_emd", "1nna_emd", "1nna_emd_sample", "1nna_emd_ref"))
+    rel = abs(cur["mmd_emd"] - pruned_b["mmd_emd"]) / cur["mmd_emd"]
+    print(f"check on {b} vs {b}: vs the current path: COV / 1-NNA {'equal' if same_sets else 'DIFFER'}, "
+          f"MMD relative difference {rel:.1e} (both are auction values within tol={tol} of the exact EMD)")
+    print(f"   current {b}x{b}: {_fmt(cur)}")
+    print(f"   pruned  {b}x{b}: {_fmt(pruned_b)}")
+    print(f"loadavg(after)={tuple(round(x, 2) for x in os.getloadavg())}")
 
 
 def fpd_table(args) -> None:
@@ -174,7 +261,11 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--baseline-n", type=int, default=20)
     p.add_argument("--emd", action="store_true")
-    p.add_argument("--emd-n-points", type=int, default=1024)
+    p.add_argument("--emd-n-points", type=int, default=2048)
+    p.add_argument("--emd-tol", type=float, default=1e-2, help="auction tolerance of the EMD metrics")
+    p.add_argument("--emd-baseline-n", type=int, default=12,
+                   help="the current full-matrix EMD path is timed on this many vs this many clouds and extrapolated")
+    p.add_argument("--emd-full", action="store_true", help="run the current full-matrix EMD path on all n vs n")
     p.add_argument("--fpd-classifier", default=None)
     p.add_argument("--skip-cd", action="store_true")
     args = p.parse_args()

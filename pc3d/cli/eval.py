@@ -22,6 +22,15 @@ Tasks (``task=``; ``auto`` picks from what is given):
     Reference statistics for FPD: features of ``split`` (of the classifier checkpoint's data,
     or ``data`` overrides) by ``fpd.classifier_ckpt_path``, saved to ``fpd.stats_out`` (``.npz``).
 
+Distributed (DDP) evaluation: under ``torchrun --nproc_per_node K`` (or any launcher that sets
+``WORLD_SIZE`` > 1, ``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``; under SLURM ``srun`` the
+``SLURM_NTASKS`` / ``SLURM_PROCID`` / ``SLURM_LOCALID`` variables are used when ``WORLD_SIZE`` is
+not set, with ``MASTER_ADDR`` / ``MASTER_PORT`` exported by the job script) the process group is
+initialised from the environment (gloo on the CPU, nccl on CUDA), the generation metrics
+(MMD / COV / 1-NNA distance matrices or pruned EMD queries, FPD features) are split across the
+ranks (:mod:`pc3d.metrics.sharded`; the numbers are identical to one process) and only rank 0
+prints and writes the JSON. Samples are drawn with the same seed on every rank.
+
 Results go to ``out`` (JSON, written atomically: a ``.json`` path, or a folder that gets
 ``metrics.json``; default ``<run dir>/metrics.json`` with the run dir
 ``${paths.log_dir}/eval/runs/<time>``) and, with ``wandb=true``, to an offline W&B run beside it.
@@ -196,8 +205,43 @@ class PairProgress:
         self._label = None
 
 
+def init_distributed(device: torch.device) -> Any:
+    """The process group of a DDP launch, from the environment; ``None`` for a single process.
+
+    ``WORLD_SIZE`` > 1 (torchrun) or, without it, ``SLURM_NTASKS`` > 1 (srun; ``RANK`` /
+    ``WORLD_SIZE`` / ``LOCAL_RANK`` are then taken from ``SLURM_PROCID`` / ``SLURM_NTASKS`` /
+    ``SLURM_LOCALID``; ``MASTER_ADDR`` / ``MASTER_PORT`` must be set). Backend ``nccl`` on CUDA
+    (device ``cuda:LOCAL_RANK``), ``gloo`` otherwise. An already initialised group is reused.
+    """
+    import torch.distributed as dist
+
+    env = os.environ
+    if "WORLD_SIZE" not in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+        for key, slurm in (("RANK", "SLURM_PROCID"), ("WORLD_SIZE", "SLURM_NTASKS"), ("LOCAL_RANK", "SLURM_LOCALID")):
+            env[key] = env.get(slurm, "0")
+        missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in env]
+        if missing:
+            raise ValueError(f"pc3d-eval under SLURM with {env['WORLD_SIZE']} tasks needs {' and '.join(missing)} "
+                             "in the environment (export them in the job script)")
+    if int(env.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but torch.distributed is not available in this build")
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(int(env.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.group.WORLD
+
+
+def _device_for_rank(device: torch.device) -> torch.device:
+    if device.type == "cuda" and device.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
 def _generation_metrics(samples: torch.Tensor, refs: torch.Tensor, cfg: DictConfig, device: torch.device,
-                        categories: list[str] | None = None) -> dict:
+                        categories: list[str] | None = None, group: Any = None) -> dict:
     """MMD / COV / 1-NNA / JSD and, with a classifier, FPD (checked against the statistics' metadata:
     point count, ``categories`` of the samples when known, normalisation; :func:`pc3d.metrics.fpd.check_statistics`)."""
     from pc3d.metrics.generative import evaluate_generation
@@ -207,7 +251,9 @@ def _generation_metrics(samples: torch.Tensor, refs: torch.Tensor, cfg: DictConf
     bar = PairProgress()
     try:
         res = evaluate_generation(samples.to(device), refs.to(device), distances=dists, normalize=m.normalize,
-                                  batch_size=m.get("batch_size"), emd_method=m.emd_method, progress=bar)
+                                  batch_size=m.get("batch_size"), emd_method=m.emd_method,
+                                  emd_pruning=bool(m.get("emd_pruning", True)), emd_tol=float(m.get("emd_tol", 1e-2)),
+                                  progress=bar, group=group)
     finally:
         bar.close()
     if cfg.fpd.classifier_ckpt_path:
@@ -216,7 +262,8 @@ def _generation_metrics(samples: torch.Tensor, refs: torch.Tensor, cfg: DictConf
 
         net = load_classifier(cfg.fpd.classifier_ckpt_path).to(device)
         reference = cfg.fpd.stats if cfg.fpd.stats else refs
-        res["fpd"] = fpd(samples, reference, net, device=device, normalize=cfg.fpd.normalize, categories=categories)
+        res["fpd"] = fpd(samples, reference, net, device=device, normalize=cfg.fpd.normalize, categories=categories,
+                         group=group)
     return res
 
 
@@ -298,6 +345,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     device = _device(cfg.device)
+    import torch.distributed as dist
+
+    owned = dist.is_available() and not dist.is_initialized()
+    group = init_distributed(device)
+    owned = owned and group is not None
+    device = _device_for_rank(device)
+    try:
+        result = _evaluate(cfg, task, device, group)
+        if group is not None:
+            dist.barrier(group)  # rank 0 has written the JSON when every rank returns
+        return result
+    finally:
+        if owned:
+            dist.destroy_process_group()
+
+
+def _evaluate(cfg: DictConfig, task: str, device: torch.device, group: Any) -> dict[str, Any]:
     model = ckpt_cfg = None
     if task == "auto":
         if cfg.get("samples") and cfg.get("refs"):
@@ -331,7 +395,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             with torch.no_grad():
                 samples = model.sample(n, seed=cfg.seed).detach().float()
             result.update(n_samples=n, n_refs=int(refs.shape[0]))
-            res = _generation_metrics(samples, refs, cfg, device, categories=categories)
+            res = _generation_metrics(samples, refs, cfg, device, categories=categories, group=group)
     elif task == "sets":
         if not (cfg.get("samples") and cfg.get("refs")):
             raise ValueError("task=sets needs samples=<path> and refs=<path>")
@@ -339,11 +403,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         refs = load_clouds(cfg.refs, cfg.get("n_points"), seed=(cfg.seed or 0) + 1)
         result.update(samples=str(cfg.samples), refs=str(cfg.refs), n_samples=int(samples.shape[0]),
                       n_refs=int(refs.shape[0]))
-        res = _generation_metrics(samples, refs, cfg, device)
+        res = _generation_metrics(samples, refs, cfg, device, group=group)
     else:
         res = _fpd_stats(cfg, device)
         result["split"] = cfg.split
     result["metrics"] = {k: (float(v) if isinstance(v, int | float) else v) for k, v in res.items()}
+    if group is not None:
+        import torch.distributed as dist
+
+        result["world_size"] = dist.get_world_size(group)
+        if dist.get_rank(group) != 0:  # rank 0 writes and prints; the others return the same numbers
+            result["json"] = str(output_file(cfg))
+            return result
     out = atomic_write_json(output_file(cfg), result)
     result["json"] = str(out)
     if cfg.get("wandb"):

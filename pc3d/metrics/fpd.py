@@ -235,6 +235,7 @@ def compute_features(
     batch_size: int = 100,
     device: str | torch.device | None = None,
     normalize: str = "none",
+    group: Any = None,
 ) -> Tensor:
     """FPD features of every cloud (classifier temporarily in eval mode).
 
@@ -245,6 +246,11 @@ def compute_features(
         batch_size: clouds per forward pass.
         device: where to run (default: the classifier's device).
         normalize: ``"none" | "unit_sphere" | "unit_bbox"``, per cloud, before the network.
+        group: a ``torch.distributed`` process group: the batches of ``batch_size`` clouds are
+            split in contiguous blocks across its ranks and the features gathered, so every rank
+            returns all of them; each batch is the same as in one process, hence the same
+            features (given the same number of intra-op threads). Needs a tensor/array of clouds
+            (an iterable of batches is computed whole on every rank).
 
     Shapes: ``(M, N, 3)`` -> float32 CPU ``(M, D)``.
     """
@@ -257,8 +263,19 @@ def compute_features(
         t = torch.as_tensor(clouds)
         if t.dim() != 3 or t.shape[-1] != 3 or t.shape[0] == 0:
             raise ValueError(f"clouds must have shape (M, N, 3), got {tuple(t.shape)}")
-        batches: Iterable = (t[i : i + batch_size] for i in range(0, t.shape[0], int(batch_size)))
+        starts = list(range(0, t.shape[0], int(batch_size)))
+        counts = None
+        if group is not None:
+            from pc3d.metrics.sharded import rank_and_size, row_blocks
+
+            rank, world = rank_and_size(group)
+            if world > 1:
+                blocks = row_blocks(len(starts), world)
+                counts = [sum(min(int(batch_size), t.shape[0] - starts[k]) for k in range(b0, b1)) for b0, b1 in blocks]
+                starts = starts[blocks[rank][0] : blocks[rank][1]]
+        batches: Iterable = (t[i : i + batch_size] for i in starts)
     else:
+        counts = None
         batches = clouds
     was_training = classifier.training
     classifier.eval()
@@ -273,6 +290,14 @@ def compute_features(
             feats.append(classifier.features(b.to(device)).float().cpu())
     finally:
         classifier.train(was_training)
+    if counts is not None:
+        from pc3d.metrics.sharded import all_gather_rows, rank_and_size
+
+        local = torch.cat(feats) if feats else torch.empty(0, 0)
+        # more ranks than batches leaves a rank without features: agree on the width first
+        _, world = rank_and_size(group)
+        width = all_gather_rows(torch.tensor([[local.shape[1] if feats else -1]]), [1] * world, group).max()
+        return all_gather_rows(local.reshape(local.shape[0], int(width)), counts, group)
     if not feats:
         raise ValueError("no clouds given")
     return torch.cat(feats)
@@ -287,6 +312,7 @@ def fpd(
     device: str | torch.device | None = None,
     normalize: str = "none",
     categories: Iterable[str] | None = None,
+    group: Any = None,
 ) -> float:
     """Frechet Point Distance between generated clouds and a reference.
 
@@ -310,9 +336,11 @@ def fpd(
         check_statistics(reference, n_points=n, categories=categories, normalize=normalize, where=where)
     else:
         reference = feature_statistics(
-            compute_features(classifier, reference, batch_size=batch_size, device=device, normalize=normalize)
+            compute_features(classifier, reference, batch_size=batch_size, device=device, normalize=normalize,
+                             group=group)
         )
-    feats = compute_features(classifier, samples, batch_size=batch_size, device=device, normalize=normalize)
+    feats = compute_features(classifier, samples, batch_size=batch_size, device=device, normalize=normalize,
+                             group=group)
     return frechet_distance_to_features(feats, reference.mu, reference.sigma)
 
 

@@ -65,6 +65,19 @@ Cost
     Memory is bounded by one batch of pairs (or one chunk of query points), never
     ``O(S R N)``; the matrices themselves are ``(S, R)`` float64 on the CPU.
 
+EMD without the full matrices (``emd_pruning=True``, the default)
+    MMD, COV and 1-NNA only use per-row minima; :func:`pc3d.metrics.emd_nn.nearest_emd` finds
+    them exactly, solving the EMD only for pairs whose lower bounds (centroid distance, sliced
+    W1, mean nearest-point distance; proofs in its module docstring) do not exclude them. The
+    values (hence the metrics) are bit-identical to those of the full matrices of the same
+    solver on the CPU; the auction's own tolerance (``emd_tol``, each EMD within ``[1, 1 + tol]``
+    of the exact one) is unchanged. ``emd_pruning=False`` computes the three full matrices.
+
+Sharded evaluation (``group=``, a ``torch.distributed`` process group)
+    The matrices (or the pruned queries) are split by contiguous row blocks across the ranks
+    and gathered (:mod:`pc3d.metrics.sharded`): every rank returns the same numbers, identical
+    to one process.
+
 The distance matrices (and the check of a set of clouds) live in :mod:`pc3d.metrics.pairwise`;
 :func:`distance_matrix` and :data:`DISTANCES` are re-exported here.
 
@@ -96,9 +109,11 @@ __all__ = [
     "evaluate_generation",
     "jsd_between_sets",
     "mmd_cov",
+    "mmd_cov_from_nearest",
     "normalize_sets",
     "occupancy_counts",
     "one_nna",
+    "one_nna_from_nearest",
 ]
 
 
@@ -221,6 +236,48 @@ def one_nna(d_sr: Tensor, d_ss: Tensor, d_rr: Tensor) -> tuple[float, float, flo
     return acc, float(acc_s.mean()), float(acc_r.mean())
 
 
+def mmd_cov_from_nearest(nn: Any, n_samples: int) -> tuple[float, float]:
+    """MMD and COV from exact nearest-neighbour answers (:class:`pc3d.metrics.emd_nn.NearestEMD` over
+    the union ``[samples, refs]``): the same numbers as :func:`mmd_cov` on the full matrix (bit-identical:
+    the same per-reference minima, reduced by the same torch operations).
+
+    Shapes: nn arrays ``(S + R, 2)`` -> two floats.
+    """
+    S = int(n_samples)
+    R = nn.value.shape[0] - S
+    if S < 1 or R < 1:
+        raise ValueError(f"expected answers for S >= 1 samples and R >= 1 references, got S={S}, R={R}")
+    mins = torch.from_numpy(np.ascontiguousarray(nn.value[S:, 0], dtype=np.float64))  # (R,) min over samples
+    mmd = float(mins.mean())
+    nearest = torch.from_numpy(np.ascontiguousarray(nn.index[:S, 1]))  # (S,) first argmin over references
+    cov = float(torch.unique(nearest).numel() / R)
+    return mmd, cov
+
+
+def one_nna_from_nearest(nn: Any, n_samples: int) -> tuple[float, float, float]:
+    """1-NNA from exact nearest-neighbour answers (column 0: nearest sample, 1: nearest reference, with
+    the number of exact ties): the same numbers as :func:`one_nna` on the full matrices.
+
+    Shapes: nn arrays ``(S + R, 2)`` -> ``(accuracy, accuracy over samples, accuracy over references)``.
+    """
+    S = int(n_samples)
+    value = torch.from_numpy(np.asarray(nn.value, dtype=np.float64))
+    ties = torch.from_numpy(np.asarray(nn.ties, dtype=np.int64))
+    R = value.shape[0] - S
+
+    def side(rows: slice, same: int) -> Tensor:
+        v_same, v_other = value[rows, same], value[rows, 1 - same]
+        best = torch.minimum(v_same, v_other)
+        n_same = torch.where(v_same == best, ties[rows, same], 0).to(torch.float64)
+        n_other = torch.where(v_other == best, ties[rows, 1 - same], 0).to(torch.float64)
+        return n_same / (n_same + n_other)
+
+    acc_s = side(slice(0, S), 0)
+    acc_r = side(slice(S, S + R), 1)
+    acc = float((acc_s.sum() + acc_r.sum()) / (S + R))
+    return acc, float(acc_s.mean()), float(acc_r.mean())
+
+
 def _grid_centres(resolution: int, in_sphere: bool) -> np.ndarray:
     ticks = np.linspace(-0.5, 0.5, resolution)
     grid = np.stack(np.meshgrid(ticks, ticks, ticks, indexing="ij"), axis=-1).reshape(-1, 3)
@@ -301,6 +358,9 @@ def evaluate_generation(
     global_stats: Any = None,
     jsd_resolution: int = 28,
     progress: Any = None,
+    emd_pruning: bool = True,
+    emd_tol: float = 1e-2,
+    group: Any = None,
 ) -> dict[str, float]:
     """MMD, COV and 1-NNA per distance (and JSD) between generated and reference clouds.
 
@@ -314,7 +374,15 @@ def evaluate_generation(
         global_stats: for ``normalize="global"``, see :func:`normalize_sets`.
         jsd_resolution: JSD grid cells per axis.
         progress: optional ``progress(label, done_pairs, total_pairs)`` for the distance
-            matrices (``label`` e.g. ``"emd samples x refs"``; see :func:`distance_matrix`).
+            matrices (``label`` e.g. ``"emd samples x refs"``; see :func:`distance_matrix`); the
+            pruned EMD path reports ``("emd nearest neighbours", done_queries, total_queries)``.
+        emd_pruning: EMD metrics from exact pruned nearest-neighbour queries
+            (:func:`pc3d.metrics.emd_nn.nearest_emd`, the same numbers) instead of the full
+            ``(S, R)``, ``(S, S)``, ``(R, R)`` matrices.
+        emd_tol: the auction's guaranteed relative excess over the exact EMD
+            (``emd_method="approx"`` only).
+        group: a ``torch.distributed`` process group to shard the work over (every rank must
+            call with the same arguments and gets the same result); ``None``: this process.
 
     Returns:
         ``{"mmd_cd", "cov_cd", "1nna_cd", "1nna_cd_sample", "1nna_cd_ref"}`` for ``"cd"``,
@@ -339,13 +407,33 @@ def evaluate_generation(
         if dist == "jsd":
             out["jsd"] = jsd_between_sets(samples, refs, resolution=jsd_resolution)
             continue
-        kw = dict(distance=dist, batch_size=batch_size, backend=backend, emd_method=emd_method)
+        if dist == "emd" and emd_pruning:
+            from pc3d.metrics.sharded import sharded_nearest_emd
 
-        d_sr = distance_matrix(samples, refs, **kw, progress=_labelled(progress, f"{dist} samples x refs"))
-        d_ss = distance_matrix(samples, None, **kw, progress=_labelled(progress, f"{dist} samples x samples"))
-        d_rr = distance_matrix(refs, None, **kw, progress=_labelled(progress, f"{dist} refs x refs"))
-        mmd, cov = mmd_cov(d_sr)
-        acc, acc_s, acc_r = one_nna(d_sr, d_ss, d_rr)
+            if samples.shape[1] != refs.shape[1]:
+                raise ValueError(
+                    f"EMD needs clouds with equal point counts: samples (S, N, 3) and refs (R, N, 3), "
+                    f"got N={samples.shape[1]} and N={refs.shape[1]}"
+                )
+            nn = sharded_nearest_emd(samples, refs, group=group, method=emd_method, tol=emd_tol, exact_same_set=False,
+                                     progress=_labelled(progress, "emd nearest neighbours"))
+            mmd, cov = mmd_cov_from_nearest(nn, samples.shape[0])
+            acc, acc_s, acc_r = one_nna_from_nearest(nn, samples.shape[0])
+        else:
+            from pc3d.metrics.sharded import sharded_distance_matrix
+
+            kw = dict(distance=dist, batch_size=batch_size, backend=backend, emd_method=emd_method, emd_tol=emd_tol)
+            mats = []
+            for a, b, label in ((samples, refs, "samples x refs"), (samples, None, "samples x samples"),
+                                (refs, None, "refs x refs")):
+                prog = _labelled(progress, f"{dist} {label}")
+                if group is None:
+                    mats.append(distance_matrix(a, b, **kw, progress=prog))
+                else:
+                    mats.append(sharded_distance_matrix(a, b, group=group, **kw, progress=prog))
+            d_sr, d_ss, d_rr = mats
+            mmd, cov = mmd_cov(d_sr)
+            acc, acc_s, acc_r = one_nna(d_sr, d_ss, d_rr)
         out.update(
             {
                 f"mmd_{dist}": mmd,

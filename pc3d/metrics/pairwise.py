@@ -18,7 +18,7 @@ from torch import Tensor
 
 from pc3d.ops.common import get_pool, num_threads
 
-__all__ = ["DISTANCES", "as_clouds", "distance_matrix"]
+__all__ = ["DISTANCES", "as_clouds", "distance_matrix", "fill_matrix", "pair_distances", "pair_list"]
 
 #: Accepted cloud distances (``"jsd"`` may also appear in ``distances`` of
 #: :func:`pc3d.metrics.generative.evaluate_generation`, it is not a distance between two clouds).
@@ -184,40 +184,137 @@ def _cd_matrix_numba(a: Tensor, b: Tensor | None, progress: Callable[[int, int],
     return torch.from_numpy((d_ab + d_ba).reshape(A, B))
 
 
-def _pairwise(a: Tensor, b: Tensor | None, fn: Any, batch_size: int | None, same_n: bool,
-              progress: Callable[[int, int], None] | None = None) -> Tensor:
-    """Evaluate ``fn(x_batch, y_batch) -> (P,)`` over all pairs (``i < j`` when ``b is None``);
-    ``progress(done_pairs, total_pairs)`` after each batch."""
+def pair_list(A: int, B: int | None, rows: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs a distance matrix is made of, in the order and orientation every path uses.
+
+    ``B is None``: the symmetric ``A x A`` matrix, each unordered pair once as ``(i, j)`` with
+    ``i < j``, row-major; otherwise every ``(i, j)`` of ``A x B``, row-major. ``rows=(r0, r1)``
+    keeps the pairs whose row ``i`` is in ``[r0, r1)`` (one shard of the matrix).
+
+    Shapes: -> ``ii (P,)``, ``jj (P,)`` int64.
+    """
+    r0, r1 = (0, A) if rows is None else (max(0, int(rows[0])), min(A, int(rows[1])))
+    r = np.arange(r0, max(r0, r1), dtype=np.int64)
+    if B is None:
+        ii = np.repeat(r, A - 1 - r)
+        jj = np.concatenate([np.arange(i + 1, A, dtype=np.int64) for i in r]) if len(r) else r
+        return ii, jj
+    return np.repeat(r, B), np.tile(np.arange(B, dtype=np.int64), len(r))
+
+
+def _resolve_cd_backend(backend: str, device: torch.device) -> str:
+    if backend != "auto":
+        return backend
+    if device.type != "cpu":
+        return "torch"
+    from pc3d.metrics._chamfer_pairs import have_numba
+
+    return "numba" if have_numba() else "kdtree"
+
+
+def pair_distances(
+    a: Tensor,
+    b: Tensor | None,
+    ii: Any,
+    jj: Any,
+    *,
+    distance: str = "cd",
+    backend: str = "auto",
+    emd_method: str = "exact",
+    emd_tol: float = 1e-2,
+    batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Distances of the pairs ``(a[ii[p]], b[jj[p]])`` (``b=None``: ``a`` with itself).
+
+    The per-pair computation of :func:`distance_matrix` (same definitions and back-ends, see its
+    docstring), for any list of pairs: a shard of a matrix, or the pairs a pruned search needs. On
+    the CPU the value of a pair does not depend on the other pairs computed with it (numba Chamfer:
+    one pair per kernel call; EMD: :func:`pc3d.ops.emd.emd_pair_values`), so any split of the pairs
+    gives bit-identical values. ``backend="kdtree"`` works on whole matrices only (ValueError here).
+
+    Shapes: a ``(A, N, 3)``, b ``(B, M, 3)`` or None, ii ``(P,)``, jj ``(P,)`` -> float64 ``(P,)``.
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
     other = a if b is None else b
-    if same_n and a.shape[1] != other.shape[1]:
+    ii = np.asarray(ii, dtype=np.int64).reshape(-1)
+    jj = np.asarray(jj, dtype=np.int64).reshape(-1)
+    P = len(ii)
+    if distance == "emd" and a.shape[1] != other.shape[1]:
         raise ValueError(
             f"EMD needs clouds with equal point counts: samples (S, N, 3) and refs (R, N, 3), "
             f"got N={a.shape[1]} and N={other.shape[1]}"
         )
-    A, B = a.shape[0], other.shape[0]
-    if b is None:
-        ii, jj = torch.triu_indices(A, A, offset=1)
-    else:
-        ii = torch.arange(A).repeat_interleave(B)
-        jj = torch.arange(B).repeat(A)
     if batch_size is None:
         per_pair = (a.shape[1] + other.shape[1]) * 3 * a.element_size()
-        batch_size = int(max(1, min(512, _PAIR_BATCH_BYTES // per_pair)))
+        # EMD: ~0.1-2 s per pair on a CPU core, so batches of 64 pairs keep the progress reports coming
+        batch_size = int(max(1, min(64 if distance == "emd" else 512, _PAIR_BATCH_BYTES // per_pair)))
     elif int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
-    vals = torch.zeros(len(ii), dtype=torch.float64)
+    batch_size = int(batch_size)
+    if distance == "cd":
+        which = _resolve_cd_backend(backend, a.device)
+        if which == "kdtree":
+            raise ValueError("backend='kdtree' computes whole matrices only; use 'numba' or 'torch' for pair lists")
+        if which == "numba":
+            from pc3d.metrics._chamfer_pairs import chamfer_pair_terms
+
+            def as_np(t: Tensor) -> np.ndarray:
+                t = t.detach().cpu()
+                return (t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)).numpy()
+
+            an = as_np(a)
+            bn = an if b is None else as_np(b)
+            threads = num_threads()
+            pool = get_pool(threads) if threads > 1 else None
+            every = max(_PROGRESS_MIN_PAIRS, _PROGRESS_EVALS * threads // max(1, an.shape[1] * bn.shape[1]))
+            d_ab, d_ba = chamfer_pair_terms(an, bn, ii, jj, pool=pool, workers=threads, progress=progress,
+                                            progress_every=every)
+            return d_ab + d_ba
+        from pc3d.ops import chamfer_distance
+
+        def values(x: Tensor, y: Tensor) -> np.ndarray:
+            v = chamfer_distance(x, y, squared=True, reduction="none", backend="torch")
+            return v.detach().to(torch.float64).cpu().numpy()
+    else:
+        from pc3d.ops.emd import emd_pair_values
+
+        values = None
+    out = np.empty(P, dtype=np.float64)
     with torch.no_grad():
-        for p0 in range(0, len(ii), int(batch_size)):
-            i = ii[p0 : p0 + int(batch_size)].to(a.device)
-            j = jj[p0 : p0 + int(batch_size)].to(a.device)
-            vals[p0 : p0 + len(i)] = fn(a[i], other[j]).detach().to(torch.float64).cpu()
+        for p0 in range(0, P, batch_size):
+            i, j = ii[p0 : p0 + batch_size], jj[p0 : p0 + batch_size]
+            if values is None:
+                out[p0 : p0 + len(i)] = emd_pair_values(a, other, i, j, method=emd_method, tol=emd_tol,
+                                                        squared=False)
+            else:
+                ti, tj = torch.from_numpy(i).to(a.device), torch.from_numpy(j).to(a.device)
+                out[p0 : p0 + len(i)] = values(a[ti], other[tj])
             if progress is not None:
-                progress(p0 + len(i), len(ii))
-    mat = torch.zeros(A, B, dtype=torch.float64)
+                progress(p0 + len(i), P)
+    return out
+
+
+def _pairwise(a: Tensor, b: Tensor | None, batch_size: int | None, progress: Callable[[int, int], None] | None,
+              **kw: Any) -> Tensor:
+    """The matrix from :func:`pair_distances` over :func:`pair_list` (``i < j`` when ``b is None``)."""
+    other = a if b is None else b
+    ii, jj = pair_list(a.shape[0], None if b is None else other.shape[0])
+    vals = pair_distances(a, b, ii, jj, batch_size=batch_size, progress=progress, **kw)
+    return fill_matrix(a.shape[0], other.shape[0], ii, jj, vals, symmetric=b is None)
+
+
+def fill_matrix(A: int, B: int, ii: np.ndarray, jj: np.ndarray, vals: np.ndarray, *, symmetric: bool) -> Tensor:
+    """A float64 ``(A, B)`` matrix with ``D[ii, jj] = vals`` (and ``D[jj, ii]`` when ``symmetric``; zero elsewhere).
+
+    Shapes: ii, jj, vals ``(P,)`` -> ``(A, B)``.
+    """
+    mat = np.zeros((A, B), dtype=np.float64)
     mat[ii, jj] = vals
-    if b is None:
+    if symmetric:
         mat[jj, ii] = vals
-    return mat
+    return torch.from_numpy(mat)
 
 
 def distance_matrix(
@@ -228,6 +325,7 @@ def distance_matrix(
     batch_size: int | None = None,
     backend: str = "auto",
     emd_method: str = "exact",
+    emd_tol: float = 1e-2,
     progress: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """All pairwise cloud distances between two sets (or within one set).
@@ -245,7 +343,11 @@ def distance_matrix(
             ``"kdtree"``; batched ``chamfer_distance`` on the tensors' device otherwise),
             ``"numba"`` (compiled brute force, both directions per pass, input precision),
             ``"kdtree"`` (scipy KD-trees, float64) or ``"torch"``.
-        emd_method: EMD only, passed to ``pc3d.ops.emd``.
+        emd_method: EMD only, ``"exact"`` or ``"approx"`` (auction), passed to ``pc3d.ops.emd``.
+        emd_tol: EMD auction only, its guaranteed relative excess over the exact EMD
+            (``pc3d.ops.emd``, default 1e-2). Each pair's value is the cost of the returned
+            matching recomputed in float64 (:func:`pc3d.ops.emd.emd_pair_values`): on the CPU it
+            does not depend on the batch it was computed in.
         progress: optional ``progress(done_pairs, total_pairs)``, called after each batch of
             pairs in every path (EMD and CUDA Chamfer: each ``batch_size`` batch; numba Chamfer:
             every ~0.5-2 s of work; KD-tree Chamfer: each cloud's tree queries), in the calling
@@ -270,27 +372,10 @@ def distance_matrix(
         if b.dtype != a.dtype:
             b = b.to(a.dtype)
     if distance == "cd":
-        which = backend
-        if which == "auto":
-            if a.device.type != "cpu":
-                which = "torch"
-            else:
-                from pc3d.metrics._chamfer_pairs import have_numba
-
-                which = "numba" if have_numba() else "kdtree"
+        which = _resolve_cd_backend(backend, a.device)
         if which in ("numba", "kdtree"):
             fn = _cd_matrix_numba if which == "numba" else _cd_matrix_kdtree
             # progress only when asked: the back-ends keep their two-argument call otherwise
             return fn(a, b) if progress is None else fn(a, b, progress=progress)
-        from pc3d.ops import chamfer_distance
-
-        def cd(x: Tensor, y: Tensor) -> Tensor:
-            return chamfer_distance(x, y, squared=True, reduction="none", backend="torch")
-
-        return _pairwise(a, b, cd, batch_size, same_n=False, progress=progress)
-    from pc3d.ops.emd import emd as emd_fn
-
-    def emd(x: Tensor, y: Tensor) -> Tensor:
-        return emd_fn(x, y, method=emd_method, squared=False, reduction="none")
-
-    return _pairwise(a, b, emd, batch_size, same_n=True, progress=progress)
+        return _pairwise(a, b, batch_size, progress, distance="cd", backend=which)
+    return _pairwise(a, b, batch_size, progress, distance="emd", emd_method=emd_method, emd_tol=emd_tol)

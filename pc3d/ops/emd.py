@@ -54,7 +54,7 @@ of the cost of the returned near-optimal bijection). With ``squared=False`` the 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -65,7 +65,7 @@ from pc3d.ops.common import get_pool, lazy_njit, num_threads, reduce_per_cloud, 
 from pc3d.ops.common import have_numba as _have_numba
 from pc3d.ops.knn import gather_points
 
-__all__ = ["EMDResult", "METHODS", "emd"]
+__all__ = ["EMDResult", "METHODS", "emd", "emd_pair_values"]
 
 #: Accepted values of ``method`` ("approx" is an alias of "auction").
 METHODS = ("exact", "auction", "approx")
@@ -138,8 +138,15 @@ def _exact_assignment(x: Tensor, y: Tensor, squared: bool) -> Tensor:
 # ----------------------------------------------------------------------------- auction, numba
 
 
-def _auction_pair_py(x, y, squared, tol, eps0_div, factor, floor_rel, m_cache):  # pragma: no cover - jitted
-    """Gauss-Seidel auction with eps scaling for one pair; returns person -> object (N,).
+def _auction_pair_py(x, y, squared, tol, eps0_div, factor, floor_rel, m_cache, abort_above):  # pragma: no cover
+    """Gauss-Seidel auction with eps scaling for one pair; returns ``(person -> object (N,), dual)``.
+
+    ``abort_above`` (``inf``: never): at the end of every eps phase but the last, the dual lower
+    bound of the prices, ``dual = (sum_i min_j (C[i, j] + p_j) - sum_j p_j) / N`` (valid for any
+    prices: ``u_i = min_j (C[i, j] + p_j)``, ``v_j = -p_j`` is dual feasible), is computed; when it
+    exceeds ``abort_above`` the auction stops and returns ``(p2o with p2o[0] = -1, dual)``. The
+    checks do not change the auction's state: a run that is not aborted returns the same matching
+    as with ``abort_above = inf`` (``dual = -1`` then).
 
     Minimizes sum_i C[i, s(i)] (maximizes the benefit -C). Prices are kept across eps
     phases; the assignment is reset at each phase. Every bidder caches its ``m`` best
@@ -151,7 +158,7 @@ def _auction_pair_py(x, y, squared, tol, eps0_div, factor, floor_rel, m_cache): 
     p2o = np.empty(N, np.int64)
     if N == 1:
         p2o[0] = 0
-        return p2o
+        return p2o, -1.0
     # float32 cost (the matching only; the returned value is recomputed by the caller from
     # the input points). Coordinates are centered by the caller, so float32 keeps ~1e-7
     # relative precision on the cost.
@@ -181,7 +188,7 @@ def _auction_pair_py(x, y, squared, tol, eps0_div, factor, floor_rel, m_cache): 
     if cmax == 0.0:
         for i in range(N):
             p2o[i] = i
-        return p2o
+        return p2o, -1.0
 
     m = min(m_cache, N - 1)
     o2p = np.empty(N, np.int64)
@@ -260,8 +267,22 @@ def _auction_pair_py(x, y, squared, tol, eps0_div, factor, floor_rel, m_cache): 
                 n += 1
         if eps <= eps_final:
             break
+        if abort_above < np.inf:
+            dual = 0.0
+            for j in range(N):
+                dual -= price[j]
+            for i in range(N):
+                row = C[i]
+                rmin = np.inf
+                for j in range(N):
+                    rmin = min(rmin, row[j] + price[j])
+                dual += rmin
+            dual /= N
+            if dual > abort_above:
+                p2o[0] = -1
+                return p2o, dual
         eps /= factor
-    return p2o
+    return p2o, -1.0
 
 
 #: Compile the auction kernel on first use (numba's on-disk cache makes later runs fast).
@@ -273,7 +294,7 @@ def _auction_numba(x: Tensor, y: Tensor, squared: bool, tol: float) -> Tensor:
     xn, yn = _centered_numpy(x, y)
 
     def job(b: int) -> np.ndarray:
-        return kernel(xn[b], yn[b], squared, tol, _EPS0_DIV, _EPS_FACTOR, _EPS_FLOOR_REL, _CACHE_M)
+        return kernel(xn[b], yn[b], squared, tol, _EPS0_DIV, _EPS_FACTOR, _EPS_FLOOR_REL, _CACHE_M, np.inf)[0]
 
     cols = _run_pairs(job, x.shape[0])
     return torch.from_numpy(np.stack(cols)).to(x.device)
@@ -457,3 +478,116 @@ def emd(
     if return_assignment:
         return EMDResult(distance, assignment)
     return distance
+
+
+# ----------------------------------------------------------------------------- many pairs, values only
+
+
+def _pair_value(x: np.ndarray, y: np.ndarray, cols: np.ndarray, squared: bool) -> float:
+    """``(1/N) sum_i d(x_i, y_cols[i])`` in float64, one pair (numpy: the same summation order for a
+    pair whatever batch it was computed in)."""
+    d = np.square(x - y[cols]).sum(axis=1)
+    if not squared:
+        d = np.sqrt(d)
+    return float(d.mean())
+
+
+def emd_pair_values(
+    a: Tensor,
+    b: Tensor,
+    ii: Any,
+    jj: Any,
+    *,
+    method: str = "exact",
+    squared: bool = False,
+    tol: float = 1e-2,
+    backend: str = "auto",
+    batch_size: int = 64,
+    abort_above: Any = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """EMD values of many pairs ``(a[ii[p]], b[jj[p]])``, no autograd: the evaluation path of the metrics.
+
+    The same definition and solvers as :func:`emd` (mean matched cost, ``method`` exact or
+    auction); the value of a pair is the cost of the returned bijection recomputed in float64 from
+    the input points (``_pair_value``). On the CPU (``method="exact"``, or the numba auction) the
+    matching of a pair depends only on that pair's two clouds (each pair is solved on its own,
+    float64 copies centred on the second cloud's mean), so **a pair's value is bit-identical
+    whatever batch, order, thread or process computed it**: a full distance matrix, a pruned
+    nearest-neighbour search and a matrix sharded over ranks give the same numbers. (The batched
+    torch auction, the default on CUDA, solves a batch jointly: its matching of a pair may depend on
+    the other pairs of the batch, within the auction tolerance.)
+
+    Args:
+        a, b: two sets of clouds (``b`` may be ``a``), same device, same ``N``.
+        ii, jj: integer indices into ``a`` and ``b``, one pair per entry (orientation matters for
+            the auction: ``(a[i], b[j])`` and ``(b[j], a[i])`` may differ within ``tol``).
+        method, squared, tol, backend: as :func:`emd`.
+        batch_size: pairs per thread-pool map / per torch batch.
+        abort_above: numba auction only, a threshold per pair ``(P,)`` (or one for all): a pair
+            whose dual lower bound (checked at the end of each eps phase but the last, see
+            ``_auction_pair_py``) rises above its threshold is abandoned; its value is then NaN
+            and its lower bound is returned. A pair that is not abandoned gets exactly the value
+            it gets without a threshold. (Other solvers ignore it: every pair is solved.)
+
+    Returns:
+        float64 numpy ``(P,)``; with ``abort_above``, ``(values, bounds)``: ``bounds[p]`` a lower
+        bound of the EMD of an abandoned pair (its dual bound less a float32 rounding margin),
+        ``-inf`` for solved pairs.
+
+    Shapes:
+        a ``(A, N, 3)``, b ``(B, N, 3)``, ii ``(P,)``, jj ``(P,)`` -> ``(P,)``.
+    """
+    if a.dim() != 3 or b.dim() != 3 or a.shape[-1] != 3 or b.shape[-1] != 3 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must have shapes (A, N, 3) and (B, N, 3), got {tuple(a.shape)} and {tuple(b.shape)}")
+    ii = np.asarray(ii, dtype=np.int64).reshape(-1)
+    jj = np.asarray(jj, dtype=np.int64).reshape(-1)
+    if ii.shape != jj.shape:
+        raise ValueError(f"ii and jj must have the same length (P,), got {ii.shape} and {jj.shape}")
+    if len(ii) and (ii.min() < 0 or ii.max() >= a.shape[0] or jj.min() < 0 or jj.max() >= b.shape[0]):
+        raise ValueError(f"pair indices out of range: ii in [0, {a.shape[0]}), jj in [0, {b.shape[0]})")
+    if not (isinstance(tol, (int, float)) and tol > 0 and np.isfinite(tol)):
+        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
+    which = _resolve(method, backend, a.device)
+    out = np.empty(len(ii), dtype=np.float64)
+    lbs = np.full(len(ii), -np.inf)
+    thresholds = None
+    if abort_above is not None:
+        thresholds = np.broadcast_to(np.asarray(abort_above, dtype=np.float64), ii.shape)
+    if len(ii) == 0:
+        return out if thresholds is None else (out, lbs)
+    an = a.detach().cpu().to(torch.float64).numpy()
+    bn = an if b is a else b.detach().cpu().to(torch.float64).numpy()
+    if which in ("exact", "numba"):
+        kernel = _get_numba_kernel() if which == "numba" else None
+
+        def job(p: int) -> tuple[float, float]:
+            x, y = an[ii[p]], bn[jj[p]]
+            center = y.mean(axis=0, keepdims=True)
+            xc, yc = np.ascontiguousarray(x - center), np.ascontiguousarray(y - center)
+            if kernel is None:
+                return _pair_value(x, y, _lsa_pair(xc, yc, squared), squared), -np.inf
+            limit = np.inf if thresholds is None else float(thresholds[p])
+            cols, dual = kernel(xc, yc, squared, float(tol), _EPS0_DIV, _EPS_FACTOR, _EPS_FLOOR_REL, _CACHE_M, limit)
+            if cols[0] < 0:  # abandoned: the dual bound, less the float32 rounding of the costs it used
+                radius = np.sqrt(np.square(xc).sum(1).max()) + np.sqrt(np.square(yc).sum(1).max())
+                margin = 4e-6 * radius * (radius if squared else 1.0)
+                return np.nan, dual - margin - 1e-9 * abs(dual)
+            return _pair_value(x, y, cols, squared), -np.inf
+
+        threads = num_threads()
+        if threads == 1 or len(ii) == 1:
+            res = [job(p) for p in range(len(ii))]
+        else:
+            res = list(get_pool(threads).map(job, range(len(ii))))
+        out[:] = [v for v, _ in res]
+        lbs[:] = [lb for _, lb in res]
+        return out if thresholds is None else (out, lbs)
+    step = max(1, int(batch_size))
+    for p0 in range(0, len(ii), step):
+        i = torch.from_numpy(ii[p0 : p0 + step]).to(a.device)
+        j = torch.from_numpy(jj[p0 : p0 + step]).to(a.device)
+        x, y = a[i], b[j]
+        cols = _auction_torch(x, y, squared, float(tol)).cpu().numpy()
+        for k in range(len(cols)):
+            out[p0 + k] = _pair_value(an[ii[p0 + k]], bn[jj[p0 + k]], cols[k], squared)
+    return out if thresholds is None else (out, lbs)
