@@ -1,7 +1,10 @@
 """Linear probe on the built-in set's fine-grained labels: random-init vs pretrained encoder.
 
 The 8 built-in categories are separable by any encoder (the probe scores ~100% even on random
-features), so the probe cannot rank encoders there. The fine-grained labels
+features), so the probe cannot rank encoders there. ``--substyles`` probes the variant set
+(``pc3d-data generate --substyles``, ``data.synthetic.substyles=true``: interior sub-styles, 18 fine
+classes, :data:`pc3d.data.synthetic.SUBSTYLE_CLASSES`), where the parts that tell the classes apart lie
+inside the shapes' outlines. The fine-grained labels
 (:data:`pc3d.data.synthetic.FINE_CLASSES`: 24 sub-styles such as ``chair/pedestal``,
 ``car/pickup``, ``bench/panels+back``) make it harder. For each encoder this prints the probe
 accuracy on the 8 categories and on the fine labels, with the protocol of the
@@ -84,20 +87,24 @@ def _random_encoder(seed: int):
 def main(argv: list[str] | None = None) -> dict:
 
     from pc3d.data import PointCloudDataModule
-    from pc3d.data.synthetic import FINE_CLASSES, ensure_generated
+    from pc3d.data.synthetic import ensure_generated, fine_classes
     from pc3d.models.io import load_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ae-ckpt", default=None, help="autoencoder checkpoint (e.g. the main job's last.ckpt)")
     p.add_argument("--root", default=str(ROOT / "data" / "pc3d_synthetic"), help="built-in data root")
     p.add_argument("--seeds", default="0,1,2", help="seeds of the random-init encoders (the first is the baseline)")
+    p.add_argument("--substyles", action="store_true",
+                   help="the variant set with interior sub-styles (18 fine classes; data.synthetic.substyles=true)")
+    p.add_argument("--per-category", type=int, default=100,
+                   help="shapes per category of the built-in set (data.synthetic.n_per_category)")
     p.add_argument("--n-points", type=int, default=2048)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", default=None, help="write the rows here")
     args = p.parse_args(argv)
     t_start = time.perf_counter()
 
-    ensure_generated(args.root, progress=True, workers=1)
+    ensure_generated(args.root, progress=True, workers=1, substyles=args.substyles, n_per_category=args.per_category)
     dm = PointCloudDataModule(root=Path(args.root) / "ShapeNetCore.v2.PC15k", n_points=args.n_points,
                               batch_size=args.batch_size, in_memory=True, seed=0)
     dm.setup()
@@ -119,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[probe] pretrained AE: {rows['pretrained AE']}", flush=True)
 
     print()
-    print(f"{len(FINE_CLASSES)} fine classes ({n_fine} in the train split); shapes train/val/test = "
+    classes = fine_classes(args.substyles)
+    print(f"{len(classes)} fine classes ({n_fine} in the train split); shapes train/val/test = "
           f"{counts['train']}/{counts['val']}/{counts['test']}; {args.n_points} points")
     print()
     print("| encoder | 8-category test acc | fine test acc | fine val acc | fine train acc | s |")
@@ -143,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"pretrained vs {base_name}, {key}: {d:+.1f} points (ratio {ratio:.2f}x)")
     total = time.perf_counter() - t_start
     print(f"total {total:.0f} s")
-    result = {"rows": rows, "counts": counts, "n_fine_classes": len(FINE_CLASSES), "total_seconds": total}
+    result = {"rows": rows, "counts": counts, "n_fine_classes": len(classes), "total_seconds": total}
     if args.json:
         from pc3d.io import atomic_write_text
 

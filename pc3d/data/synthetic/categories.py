@@ -313,9 +313,9 @@ def _sofa(rng: np.random.Generator, sub: str | None = None) -> Parts:
             x = -inner / 2 + sw * (i + 0.5)
             c = pivot + rot @ np.array([x, ct + back_h * 0.5, back_t / 2 + bct / 2])
             p.box((sw - gap, back_h * 0.8, bct), c, rot)
-    if sub == "bolster":  # one long round cushion along the back
-        br = rng.uniform(0.08, 0.1)
-        c = pivot + rot @ np.array([0, ct + br, back_t / 2 + br])
+    if sub == "bolster":  # one long round headrest cushion along the top of the back, in front
+        br = 0.4 * back_t
+        c = pivot + rot @ np.array([0, ct + back_h - 2 * br, back_t / 2 + br])
         p.cylinder((-inner / 2 + 0.02, c[1], c[2]), (inner / 2 - 0.02, c[1], c[2]), br, res=16)
     ah = rng.uniform(0.1, 0.25)
     if arms != "none":
@@ -644,7 +644,7 @@ FINE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FINE_CLASSES)}
 SUBSTYLES: dict[str, tuple[str, ...]] = {
     "chair": ("plain", "footrest", "skirt"),  # nothing / a board between the legs / boards under the seat's edges
     "table": ("plain", "shelf", "apron"),  # nothing / a lower shelf / boards under the top (whatever the support)
-    "sofa": ("bare", "back-cushions", "bolster"),  # nothing / one cushion per seat on the back / one long roll
+    "sofa": ("bare", "back-cushions", "bolster"),  # nothing / one cushion per seat on the back / a roll along its top
     "mug": ("empty", "half", "full"),  # the surface of a drink at half or 90% height
     "bench": ("plain", "shelf", "board"),  # nothing / a board near the floor / a vertical stretcher board
 }
