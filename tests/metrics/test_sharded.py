@@ -17,29 +17,14 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch import nn
 
 from pc3d.metrics.fpd import compute_features, feature_statistics, fpd
 from pc3d.metrics.generative import evaluate_generation
 from pc3d.metrics.pairwise import distance_matrix
 from pc3d.metrics.sharded import row_blocks, sharded_distance_matrix
+from tests.metrics.test_metrics_ddp import _TinyFeatures  # the FPD stand-in both DDP test files use
 
 WORLD = 2
-
-
-class _TinyFeatures(nn.Module):
-    """A deterministic stand-in for the FPD classifier: features (B, 6) = max and mean of a linear map."""
-
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(3, 3)
-        with torch.no_grad():
-            self.lin.weight.copy_(torch.tensor([[1.0, 0.5, 0.0], [0.0, 1.0, -0.5], [0.3, 0.0, 1.0]]))
-            self.lin.bias.zero_()
-
-    def features(self, points):
-        h = self.lin(points)
-        return torch.cat([h.amax(dim=1), h.mean(dim=1)], dim=1)
 
 
 def _data():
