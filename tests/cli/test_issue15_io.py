@@ -214,12 +214,18 @@ def test_pairwise_matrices_report_progress_without_changing_numbers():
         assert torch.equal(plain, seen)
         assert calls[-1] == (20, 20) and all(t == 20 for _, t in calls)
     labels = []
-    base = evaluate_generation(a, b, distances=["emd"], emd_method="approx")
-    res = evaluate_generation(a, b, distances=["emd"], emd_method="approx",
+    base = evaluate_generation(a, b, distances=["emd"], emd_method="approx", emd_pruning=False)
+    res = evaluate_generation(a, b, distances=["emd"], emd_method="approx", emd_pruning=False,
                               progress=lambda label, d, t: labels.append((label, d, t)))
     assert res == base
     assert {lab for lab, _, _ in labels} == {"emd samples x refs", "emd samples x samples", "emd refs x refs"}
     assert ("emd samples x samples", 10, 10) in labels
+    # the default (pruned nearest-neighbour search, issue 18): one progress label, the same numbers
+    labels.clear()
+    pruned = evaluate_generation(a, b, distances=["emd"], emd_method="approx",
+                                 progress=lambda label, d, t: labels.append((label, d, t)))
+    assert pruned == base
+    assert {lab for lab, _, _ in labels} == {"emd nearest neighbours"} and labels[-1][1] == labels[-1][2]
 
 
 def test_eval_progress_lines_when_not_a_terminal():
