@@ -109,7 +109,10 @@ _STREAMS = {"scan": 100, "hole": 101, "noise/scan": 102, "noise/hole": 103}
 _SCAN = {"distance": (1.2, 2.0), "elevation_deg": (-10.0, 45.0), "fov_deg": 50.0, "min_px": 160, "max_px": 1280}
 _HOLE = {"frac": (0.15, 0.35), "dense_factor": 4}
 _CHECK_ROWS = 64  # rows of each stored cloud checked against the rebuilt mesh
-_CHECK_TOL = 1e-4  # Open3D's float32 distance is off by up to ~2e-5 on the sliver triangles of some shapes
+# Open3D's float32 distance is off by up to 4.6e-4 on the long sliver triangles of some lamp shades (6 of the
+# 720 train/val shapes of the default set; their exact float64 distances are <= 3e-10); a set made by another
+# pc3d version is off by far more
+_CHECK_TOL = 1e-3
 
 
 class PartialItem(NamedTuple):
