@@ -18,6 +18,11 @@ so the prediction is scored in the target's frame and a wrong scale stays visibl
 ``"none"`` (as given), ``"unit_sphere"`` (target centroid, max norm 1), ``"unit_bbox"``
 (target bbox centre, longest side 1), ``"global"`` (one shift/scale for all, ``global_stats``
 ``{"mean", "std"}``, or computed from the targets).
+
+Completion fidelity without the ground truth (the UCD and UHD of ShapeInversion, Zhang et al., CVPR 2021):
+:func:`unidirectional_chamfer` (``mean_i min_j ||p_i - c_j||^2``, the partial-to-completion half
+of ``cd``, squared as ``cd``) and :func:`unidirectional_hausdorff` (``max_i min_j ||p_i - c_j||``,
+euclidean) score how well a completion ``c`` keeps the observed partial points ``p``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from torch import Tensor
 
 from pc3d.geometry.normalize import unit_bbox_stats, unit_sphere_stats
 
-__all__ = ["per_category_means", "reconstruction_metrics"]
+__all__ = ["per_category_means", "reconstruction_metrics", "unidirectional_chamfer", "unidirectional_hausdorff"]
 
 _METRICS = ("cd", "emd", "fscore")
 
@@ -154,3 +159,71 @@ def per_category_means(
     out["all"] = {k: float(torch.as_tensor(v).to(torch.float64).mean()) for k, v in values.items()}
     out["all"]["count"] = n
     return out
+
+
+def _partial_to_completion(partial: Tensor, completion: Tensor) -> Tensor:
+    """Squared distance of every partial point to its nearest completion point: (B, P) float64."""
+    from pc3d.ops.knn import gather_points, nearest_indices
+
+    for name, t in (("partial", partial), ("completion", completion)):
+        if not isinstance(t, Tensor) or t.dim() != 3 or t.shape[-1] != 3 or t.shape[0] < 1 or t.shape[1] < 1:
+            shape = tuple(t.shape) if hasattr(t, "shape") else type(t).__name__
+            raise ValueError(f"{name} must be a non-empty (B, N, 3) tensor, got {shape}")
+        if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} must hold finite floating-point coordinates ({t.dtype})")
+    if partial.shape[0] != completion.shape[0]:
+        raise ValueError(f"partial (B, P, 3) and completion (B, N, 3) must have the same B, got "
+                         f"{tuple(partial.shape)} and {tuple(completion.shape)}")
+    p = partial.detach().to(torch.float64)
+    c = completion.detach().to(device=p.device, dtype=torch.float64)
+    (idx,) = nearest_indices([(p, c)])
+    return (p - gather_points(c, idx)).square().sum(-1)
+
+
+@torch.no_grad()
+def unidirectional_chamfer(partial: Tensor, completion: Tensor) -> Tensor:
+    """Unidirectional Chamfer distance from a partial cloud to its completion (UCD).
+
+    ``ucd(p, c) = mean_i min_j ||p_i - c_j||^2``: the ``x_to_y`` half of pc3d's squared Chamfer
+    distance (:func:`pc3d.ops.chamfer_distance` with ``x = partial``), no normalization. It needs no
+    ground truth: it measures whether the completion covers every observed point (ShapeInversion's
+    UCD), and is 0 when every partial point is also a completion point.
+
+    Args:
+        partial: the observed partial clouds.
+        completion: the completed clouds.
+
+    Returns:
+        ``(B,)`` float64 CPU tensor.
+
+    Shapes:
+        partial ``(B, P, 3)``, completion ``(B, N, 3)`` -> ``(B,)``.
+
+    Raises:
+        ValueError: a cloud that is not a non-empty finite ``(B, N, 3)`` floating tensor, or different ``B``.
+    """
+    return _partial_to_completion(partial, completion).mean(1).cpu()
+
+
+@torch.no_grad()
+def unidirectional_hausdorff(partial: Tensor, completion: Tensor) -> Tensor:
+    """Unidirectional Hausdorff distance from a partial cloud to its completion (UHD).
+
+    ``uhd(p, c) = max_i min_j ||p_i - c_j||``: the euclidean (not squared) distance of the partial
+    point farthest from the completion, no normalization (ShapeInversion's UHD). It needs no
+    ground truth, and one stray observed point the completion misses sets it.
+
+    Args:
+        partial: the observed partial clouds.
+        completion: the completed clouds.
+
+    Returns:
+        ``(B,)`` float64 CPU tensor.
+
+    Shapes:
+        partial ``(B, P, 3)``, completion ``(B, N, 3)`` -> ``(B,)``.
+
+    Raises:
+        ValueError: a cloud that is not a non-empty finite ``(B, N, 3)`` floating tensor, or different ``B``.
+    """
+    return _partial_to_completion(partial, completion).amax(1).sqrt().cpu()
