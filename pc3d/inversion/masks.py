@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from pc3d.ops.knn import gather_points, nearest_indices
+from pc3d.ops.knn import gather_points, nearest_indices, resolve_backend, to_numpy64
 
 __all__ = ["MASK_KINDS", "distance_mask", "knn_mask", "make_mask", "masked_chamfer", "pad_clouds", "voxel_mask"]
 
@@ -36,19 +36,6 @@ __all__ = ["MASK_KINDS", "distance_mask", "knn_mask", "make_mask", "masked_chamf
 MASK_KINDS = {"knn": "k", "distance": "tau", "voxel": "voxel_size"}
 
 _CHUNK = 1024
-_BACKENDS = ("auto", "torch", "kdtree")
-
-
-def _backend(backend: str, device: torch.device) -> str:
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}, got {backend!r}")
-    if backend == "auto":
-        return "kdtree" if device.type == "cpu" else "torch"
-    return backend
-
-
-def _np64(t: Tensor):
-    return t.detach().cpu().double().numpy()
 
 
 def pad_clouds(clouds: Sequence[Tensor] | Tensor, lengths: Tensor | Sequence[int] | None = None,
@@ -143,11 +130,11 @@ def knn_mask(generated: Tensor, partial: Sequence[Tensor] | Tensor, k: int, leng
     n = g.shape[1]
     kk = min(k, n)
     mask = torch.zeros(g.shape[:2], dtype=torch.bool, device=g.device)
-    if _backend(backend, g.device) == "kdtree":
+    if resolve_backend(backend, g.device) == "kdtree":
         from scipy.spatial import cKDTree
 
         for b in range(g.shape[0]):
-            _, idx = cKDTree(_np64(g[b])).query(_np64(part[b, : int(lens[b])]), k=kk)
+            _, idx = cKDTree(to_numpy64(g[b])).query(to_numpy64(part[b, : int(lens[b])]), k=kk)
             mask[b, torch.from_numpy(idx.reshape(-1)).to(g.device)] = True
         return mask
     with torch.no_grad():
@@ -173,11 +160,11 @@ def distance_mask(generated: Tensor, partial: Sequence[Tensor] | Tensor, tau: fl
         raise ValueError(f"mask.tau must be a number > 0, got {tau!r}")
     g = generated.detach()
     out = torch.zeros(g.shape[:2], dtype=torch.bool, device=g.device)
-    if _backend(backend, g.device) == "kdtree":
+    if resolve_backend(backend, g.device) == "kdtree":
         from scipy.spatial import cKDTree
 
         for b in range(g.shape[0]):
-            d, _ = cKDTree(_np64(part[b, : int(lens[b])])).query(_np64(g[b]), k=1)
+            d, _ = cKDTree(to_numpy64(part[b, : int(lens[b])])).query(to_numpy64(g[b]), k=1)
             out[b] = torch.from_numpy(d <= tau).to(g.device)
         return out
     with torch.no_grad():

@@ -70,7 +70,8 @@ _NUMPY_DTYPES = (torch.float32, torch.float64)
 # ----------------------------------------------------------------------------- back-ends
 
 
-def _to_numpy64(t: Tensor) -> np.ndarray:
+def to_numpy64(t: Tensor) -> np.ndarray:
+    """A contiguous float64 NumPy copy of ``t`` on the CPU (detached)."""
     t = t.detach().cpu()
     if t.dtype in _NUMPY_DTYPES:
         return np.ascontiguousarray(t.numpy(), dtype=np.float64)
@@ -94,7 +95,7 @@ def _kdtree_indices(pairs: list[tuple[Tensor, Tensor]]) -> list[Tensor]:
 
     def as_numpy(t: Tensor) -> np.ndarray:
         if id(t) not in converted:
-            converted[id(t)] = _to_numpy64(t)
+            converted[id(t)] = to_numpy64(t)
         return converted[id(t)]
 
     arrays = [(as_numpy(q), as_numpy(r)) for q, r in pairs]
@@ -275,17 +276,19 @@ def knn_within_indices(x: Tensor, k: int, *, backend: str = "auto", chunk_size: 
         raise ValueError("backend='numba' needs the numba package (pip install numba)")
     which = backend
     if backend == "auto":
-        which = "numba" if x.device.type == "cpu" and _have_numba() else _resolve_backend("auto", x.device)
+        which = "numba" if x.device.type == "cpu" and _have_numba() else resolve_backend("auto", x.device)
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     with torch.no_grad():
         if which == "torch":
             return _torch_knn_within(x.detach(), k, chunk_size)
         search = _numba_knn_within if which == "numba" else _kdtree_knn_within
-        return torch.from_numpy(search(_to_numpy64(x), k)).to(x.device)
+        return torch.from_numpy(search(to_numpy64(x), k)).to(x.device)
 
 
-def _resolve_backend(backend: str, device: torch.device) -> str:
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The back-end a kNN search of ``backend`` (one of :data:`BACKENDS`) runs on ``device``: ``auto`` is
+    ``kdtree`` on the CPU, ``torch`` elsewhere (ValueError for an unknown name)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
@@ -313,7 +316,7 @@ def nearest_indices(
     Shapes:
         each pair ``(q (B, N, 3), r (B, M, 3))`` -> one int64 tensor ``(B, N)`` indexing ``r``.
     """
-    which = _resolve_backend(backend, pairs[0][0].device)
+    which = resolve_backend(backend, pairs[0][0].device)
     if chunk_size is not None and int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     with torch.no_grad():
