@@ -92,7 +92,11 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
     then one generator step minimises ``L_G = -mean D(G(z))`` (B fresh noise vectors). Both nets
     use Adam, lr 1e-4, betas (0.5, 0.9) by default (the WGAN-GP paper's setting;
     ``optimizer_g`` / ``optimizer_d`` are partials ``params -> Optimizer``).
-    ``gradient_clip_val`` (default off) clips each net's gradient norm before its step. Every
+    ``gradient_clip_val`` (default off) clips each net's gradient norm before its step.
+    ``latent_cache=True`` encodes each train item once (the first time its index is seen, from the
+    points sampled then) and reuses that latent in later epochs: the frozen encoder is what an
+    iteration costs, so this makes an iteration many times cheaper (the latents then no longer see
+    the data's per-epoch resampling of points). Every
     ``optimizer.step()`` advances ``trainer.global_step``: one iteration is ``n_critic + 1`` steps.
 
     Logged every iteration (and as epoch means): ``train/d_loss`` (includes ``gp_lambda * gp``),
@@ -142,6 +146,7 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
         eval_seed: int = 1234,
         sample_batch_size: int = 100,
         autoencoder: nn.Module | None = None,
+        latent_cache: bool = False,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -198,6 +203,9 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
         self.register_buffer("fixed_noise", seeded_noise(n_fixed_samples, self.noise_dim, int(fixed_noise_seed)))
         self.save_hyperparameters(ignore=["generator", "critic", "optimizer_g", "optimizer_d", "autoencoder"])
         self._refs = ReferenceClouds(self.eval_samples)
+        self.latent_cache = bool(latent_cache)
+        self._cache_w: torch.Tensor | None = None  # (n_items, latent_dim) latents of the train items seen so far
+        self._cache_known: torch.Tensor | None = None  # (n_items,) bool
 
     # ------------------------------------------------------------------ frozen autoencoder
     def train(self, mode: bool = True) -> LatentGAN:
@@ -304,11 +312,39 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
             return
         points = batch["points"]
         self._check_points(points)
-        real = self.encode(points)  # (B, latent_dim), frozen encoder, no graph
+        real = self._real_latents(batch)  # (B, latent_dim), frozen encoder, no graph
         logs = wgan_gp_iteration(self, real, self.noise_dim, self.generator_loss)
         self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=points.shape[0])
 
     # ------------------------------------------------------------------ validation / test
+    def _real_latents(self, batch: dict) -> torch.Tensor:
+        """The batch's latents: encoded now, or with ``latent_cache`` looked up by ``batch["index"]`` (each
+        train item is encoded the first time it is seen, from the points sampled that time, and reused).
+
+        Shapes: batch["points"] (B, N, 3), batch["index"] (B,) -> (B, latent_dim)"""
+        points = batch["points"]
+        if not self.latent_cache:
+            return self.encode(points)
+        index = batch.get("index")
+        if index is None:
+            raise ValueError("LatentGAN: latent_cache=true needs the dataset index of every item (batch['index']), "
+                             "which pc3d's point-cloud datasets provide; this batch has keys "
+                             f"{sorted(batch)}; set model.latent_cache=false")
+        index = torch.as_tensor(index, device=points.device).long().reshape(-1)
+        need = int(index.max()) + 1
+        if self._cache_w is None or self._cache_w.shape[0] < need or self._cache_w.device != points.device:
+            w = torch.zeros(need, self.latent_dim, device=points.device)
+            known = torch.zeros(need, dtype=torch.bool, device=points.device)
+            if self._cache_w is not None:
+                n_old = min(need, self._cache_w.shape[0])
+                w[:n_old], known[:n_old] = self._cache_w[:n_old].to(w), self._cache_known[:n_old].to(known)
+            self._cache_w, self._cache_known = w, known
+        new = ~self._cache_known[index]
+        if bool(new.any()):
+            self._cache_w[index[new]] = self.encode(points[new])
+            self._cache_known[index[new]] = True
+        return self._cache_w[index].clone()
+
     def _evaluate_stage(self, stage: str) -> None:
         refs = self._refs.take(self, stage, self.eval_every_n_epochs)  # None: nothing to evaluate now
         if refs is None:

@@ -334,3 +334,63 @@ def test_model_config_requires_ae_ckpt_and_builds_the_documented_nets(fc_ae_ckpt
     for opt in (opt_g, opt_d):
         assert opt.param_groups[0]["lr"] == 1e-4 and tuple(opt.param_groups[0]["betas"]) == (0.5, 0.9)
     assert model.n_critic == 5 and model.gp_lambda == 10.0
+
+
+# ----------------------------------------------------------------------------- latent cache
+def indexed_loader(n: int, batch_size: int, resample: bool, seed: int = 0) -> DataLoader:
+    """Items with a dataset ``index``; ``resample``: new random points every time an item is read."""
+    g = torch.Generator().manual_seed(seed)
+    fixed = [torch.randn(N, 3, generator=g) for _ in range(n)]
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return n
+
+        def __getitem__(self, i):
+            pts = torch.randn(N, 3) if resample else fixed[i]
+            return {"points": pts, "category": 0, "index": i}
+
+    return DataLoader(Items(), batch_size=batch_size, shuffle=False)
+
+
+def test_latent_cache_encodes_each_item_once_and_trains_as_without_it(fc_ae_ckpt):
+    # points fixed per item: the cache changes nothing about what is learned (bit-identical weights)
+    # but encodes every item once instead of once per epoch
+    runs = {}
+    for cache in (False, True):
+        model = tiny_lgan(fc_ae_ckpt, latent_cache=cache)
+        calls = []
+        encode = model.autoencoder.encode
+        model.autoencoder.encode = lambda x, _e=encode: (calls.append(x.shape[0]), _e(x))[1]
+        torch.manual_seed(1)
+        trainer(max_epochs=3).fit(model, train_dataloaders=indexed_loader(8, 4, resample=False))
+        runs[cache] = ([p.detach().clone() for p in model.generator.parameters()], sum(calls))
+    (g_plain, n_plain), (g_cache, n_cache) = runs[False], runs[True]
+    assert n_plain == 3 * 8 and n_cache == 8
+    for a, b in zip(g_plain, g_cache):
+        assert torch.equal(a, b)
+
+
+def test_latent_cache_keeps_the_first_latent_of_each_item(fc_ae_ckpt):
+    # points resampled on every read: the cache keeps the latent of the first read (reference: encode it)
+    model = tiny_lgan(fc_ae_ckpt, latent_cache=True)
+    dl = indexed_loader(6, 3, resample=True)
+    first = [dict(b) for b in dl]
+    for b in first:
+        model._real_latents(b)
+    second = next(iter(dl))
+    assert not torch.equal(second["points"], first[0]["points"])
+    got = model._real_latents(second)
+    assert torch.equal(got, model.encode(first[0]["points"]))
+    # a batch whose items were never seen grows the cache (indices beyond the first epoch's)
+    extra = {"points": torch.randn(2, N, 3), "index": torch.tensor([9, 2])}
+    w = model._real_latents(extra)
+    assert torch.equal(w[0], model.encode(extra["points"][:1])[0])  # new: encoded from these points
+    assert torch.allclose(w[1], model.encode(first[0]["points"][2:3])[0], atol=1e-6)  # seen: its first latent
+    assert not torch.allclose(w[1], model.encode(extra["points"][1:2])[0], atol=1e-3)
+
+
+def test_latent_cache_needs_the_item_index(fc_ae_ckpt):
+    model = tiny_lgan(fc_ae_ckpt, latent_cache=True)
+    with pytest.raises(ValueError, match=r"latent_cache=true needs .*batch\['index'\].*model.latent_cache=false"):
+        model._real_latents({"points": torch.randn(2, N, 3), "category": torch.zeros(2)})
