@@ -3,6 +3,7 @@
 ::
 
     python -m pc3d.cli.pretrained export <system run dir> [--out pc3d/pretrained/weights] [--data-root DIR]
+                                         [--only NAME ...]
     python -m pc3d.cli.pretrained verify [NAME ...] [--data-root DIR] [--atol 1e-4]
 
 ``export`` takes a whole-system run of ``pc3d-train`` (``<run>/{ae,gan,img}/checkpoints``: the best
@@ -92,8 +93,12 @@ def card_metrics(ckpt: str | Path, name: str, data_root: str | Path, workdir: st
     return {k: float(v) for k, v in result["metrics"].items() if isinstance(v, int | float)}
 
 
-def export_run(run: str | Path, out_dir: str | Path, data_root: str | Path) -> dict[str, dict[str, Any]]:
-    """Write the shipped files of a whole-system run (see the module docstring); returns the cards."""
+def export_run(run: str | Path, out_dir: str | Path, data_root: str | Path, only: Sequence[str] | None = None
+               ) -> dict[str, dict[str, Any]]:
+    """Write the shipped files of a whole-system run (see the module docstring); returns the cards.
+
+    ``only``: write just these names (e.g. ``["lgan"]``: a new generator for the shipped autoencoder; the
+    other files stay as they are). Raises ``ValueError`` on an unknown name."""
     import torch
 
     from pc3d.models.io import read_build, torch_load
@@ -103,8 +108,13 @@ def export_run(run: str | Path, out_dir: str | Path, data_root: str | Path) -> d
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_file = run / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {"stages": {}}
+    unknown = sorted(set(only or ()) - set(STAGE_TO_NAME.values()))
+    if unknown:
+        raise ValueError(f"--only: unknown names {unknown} (known: {', '.join(STAGE_TO_NAME.values())})")
     cards = {}
     for stage, name in STAGE_TO_NAME.items():
+        if only and name not in only:
+            continue
         ckpt = _stage_ckpt(run, stage)
         raw = torch_load(ckpt)
         build = portable_build(read_build(ckpt), data_root)
@@ -159,13 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex.add_argument("run")
     ex.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "pretrained" / "weights"))
     ex.add_argument("--data-root", default=BUILTIN_ROOT)
+    ex.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                    help=f"write only these files ({', '.join(STAGE_TO_NAME.values())}); the others stay")
     ve = sub.add_parser("verify", help="check sha256 and reproduce the cards' metrics")
     ve.add_argument("names", nargs="*")
     ve.add_argument("--data-root", default=BUILTIN_ROOT)
     ve.add_argument("--atol", type=float, default=1e-4)
     args = parser.parse_args(argv)
     if args.cmd == "export":
-        export_run(args.run, args.out, args.data_root)
+        export_run(args.run, args.out, args.data_root, only=args.only)
         return 0
     ok = True
     for name, what, card, now, good in verify(args.names, args.data_root, args.atol):

@@ -88,3 +88,32 @@ def test_train_refuses_pretrained_resume(tmp_path):
     cfg = compose_train(["trainer.accelerator=cpu", "ckpt_path=pretrained:autoencoder"], tmp_path)
     with pytest.raises(ValueError, match=r"shipped weights cannot resume a fit.*model\.ae_ckpt_path"):
         train(cfg)
+
+
+def test_export_only_writes_the_named_file(tmp_path, monkeypatch):
+    # a run with only a gan stage: export --only lgan writes lgan.safetensors + card and never looks for
+    # the ae / img stages (which would raise FileNotFoundError); the card metrics come from card_metrics
+    import pc3d.cli.pretrained as cli
+    from tests.models.test_lgan import fit_and_save, lgan_config, write_ae_ckpt
+
+    ae = write_ae_ckpt(tmp_path, "fc")
+    (tmp_path / "run" / "gan" / "checkpoints").mkdir(parents=True)
+    model, _ = fit_and_save({"model": lgan_config(ae), "data": {"normalize": "none"}},
+                            tmp_path / "run" / "gan" / "checkpoints" / "last.ckpt")
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(
+        {"stages": {"gan": {"command": "pc3d-train experiment=lgan_synthetic", "seconds": 1.5}}}))
+    monkeypatch.setattr(cli, "card_metrics", lambda path, name, root: {"mmd_cd": 0.25})
+    out = tmp_path / "weights"
+    cards = cli.export_run(tmp_path / "run", out, tmp_path, only=["lgan"])
+    assert sorted(cards) == ["lgan"] and sorted(p.name for p in out.iterdir()) == ["lgan.json", "lgan.safetensors"]
+    card = json.loads((out / "lgan.json").read_text())
+    assert card["metrics"] == {"mmd_cd": 0.25} and card["command"] == "pc3d-train experiment=lgan_synthetic"
+    assert card["training_seconds"] == 1.5 and card["sha256"] == pretrained.sha256(out / "lgan.safetensors")
+    back = load_model(out / "lgan.safetensors")
+    for k, v in model.state_dict().items():  # the stored weights: the run's, rounded to float16
+        ref = v.to(torch.float16).float() if v.is_floating_point() else v
+        assert torch.equal(back.state_dict()[k], ref), k
+    with pytest.raises(ValueError, match=r"--only: unknown names \['gan'\]"):
+        cli.export_run(tmp_path / "run", out, tmp_path, only=["gan"])
+    with pytest.raises(FileNotFoundError, match="stage 'ae' has no checkpoint"):
+        cli.export_run(tmp_path / "run", tmp_path / "w2", tmp_path)
