@@ -361,7 +361,7 @@ def test_latent_cache_encodes_each_item_once_and_trains_as_without_it(fc_ae_ckpt
         model = tiny_lgan(fc_ae_ckpt, latent_cache=cache)
         calls = []
         encode = model.autoencoder.encode
-        model.autoencoder.encode = lambda x, _e=encode: (calls.append(x.shape[0]), _e(x))[1]
+        model.autoencoder.encode = lambda x, _e=encode, _c=calls: (_c.append(x.shape[0]), _e(x))[1]
         torch.manual_seed(1)
         trainer(max_epochs=3).fit(model, train_dataloaders=indexed_loader(8, 4, resample=False))
         runs[cache] = ([p.detach().clone() for p in model.generator.parameters()], sum(calls))
