@@ -20,8 +20,12 @@ Methods, all scored on the same test partials (``pc3d.data.partial``: single-vie
   steps on the val partials (CD to fixed 2048-point truths), the best kept. This is the paired,
   supervised completion model.
 * ``(c) GAN inversion``: :func:`pc3d.inversion.complete` with the shipped l-GAN
-  (``pretrained:lgan``); the knobs default to ``conf/invert.yaml`` (mask, weights, n_starts, the two
+  (``pretrained:lgan``, or ``--inv-ckpt``); the knobs default to ``conf/invert.yaml`` (mask, weights, n_starts, the two
   Adam stages), the step counts of the stages are ``--inv-z-steps`` / ``--inv-g-steps``. No paired data.
+* ``(bound) shipped AE on the COMPLETE cloud``: not a method (it needs the truth): the shipped encoder
+  and decoder applied to the complete test cloud (2048 other points). No latent of this decoder does
+  much better, so it bounds how far (b) and (c) can get with the shipped decoder (``--methods
+  ...,decoder_bound``).
 
 The l-GAN decodes through the autoencoder's decoder (``Dec(G(z))``), and the shipped l-GAN's
 autoencoder is the shipped autoencoder (checked here: every tensor equal), so (b) and (c) share the
@@ -66,16 +70,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-METHODS = ("partial", "nearest", "shipped_ae", "finetuned", "inversion")
+METHODS = ("partial", "nearest", "shipped_ae", "finetuned", "inversion", "decoder_bound")
 LABELS = {
     "partial": "partial input (floor reference)",
     "nearest": "(a) nearest train shape",
     "shipped_ae": "(b0) shipped AE, no fine-tuning",
     "finetuned": "(b) fine-tuned encoder",
     "inversion": "(c) GAN inversion",
+    "decoder_bound": "(bound) shipped AE on the COMPLETE cloud",
 }
 PAIRED = {"partial": "-", "nearest": "no (train shapes only)", "shipped_ae": "no",
-          "finetuned": "yes", "inversion": "no"}
+          "finetuned": "yes", "inversion": "no", "decoder_bound": "needs the truth"}
 FIGURE_CATEGORIES = ("airplane", "chair", "table", "car")
 
 
@@ -117,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inv-lr-z", type=float, nargs=2, default=[z_st["lr_z"], g_st["lr_z"]],
                    help="(c) lr of z in the two stages")
     p.add_argument("--inv-lr-g", type=float, default=g_st["lr_g"], help="(c) lr of G in the second stage")
+    p.add_argument("--inv-ckpt", default="pretrained:lgan",
+                   help="(c) the generator: pretrained:lgan (shipped) or an l-GAN / tree-GAN checkpoint")
     p.add_argument("--inv-n-starts", type=int, default=inv["n_starts"], help="(c) random starts per shape")
     p.add_argument("--inv-batch", type=int, default=inv["batch_size"], help="(c) shapes optimised at once")
     p.add_argument("--inv-mask-k", type=int, default=inv["mask"].get("k", 8), help="(c) knn mask k")
@@ -473,7 +480,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                if k.startswith("autoencoder.")}
     same_ae = set(sa) == set(sl) and all(torch.equal(sa[k], sl[k]) for k in sa)
     log(f"shipped l-GAN's autoencoder == shipped autoencoder: {same_ae} ({len(sa)} tensors)")
-    gen = InvertibleGenerator.from_checkpoint("pretrained:lgan") if "inversion" in methods else None
+    gen = InvertibleGenerator.from_checkpoint(args.inv_ckpt) if "inversion" in methods else None
+    gen_sha = pretrained.sha256(pretrained.resolve(args.inv_ckpt))  # in the cache keys of (c)
     args.cache.mkdir(parents=True, exist_ok=True)
 
     result: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -507,6 +515,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                 "same_category": float(np.mean([tr_items[j].category == it.category
                                                                 for j, it in zip(idx, items)]))}
             log(f"  (a) nearest: {s:.1f} s, same category {extra['nearest']['same_category']:.2f}")
+        if "decoder_bound" in methods:  # not a method: what the decoder makes of the complete cloud's latent
+            full = np.stack([sample_points(it.complete, args.n_points, [args.seed + 7, *_sid(it)]) for it in items])
+            outs["decoder_bound"], secs["decoder_bound"] = encode_decode(ae.encoder.eval(), ae.decoder.eval(), full)
         if "shipped_ae" in methods:
             outs["shipped_ae"], secs["shipped_ae"] = encode_decode(ae.encoder.eval(), ae.decoder.eval(), parts)
         if "finetuned" in methods:
@@ -543,7 +554,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             mpair = picks[:2]  # (in the key for the caches of earlier versions, which also held a morph)
             inv_key = _key("inv", kind, args.noise, args.n_test, args.seed, args.inv_z_steps, args.inv_g_steps,
                            args.inv_lr_z, args.inv_lr_g, args.inv_n_starts, args.inv_batch, args.inv_mask_k,
-                           args.morph_frames, mpair, invert_defaults(), *([args.every] if args.every != 1 else []))
+                           args.morph_frames, mpair, invert_defaults(), *([args.every] if args.every != 1 else []),
+                           gen_sha)
             inv_file = args.cache / f"inversion_{kind}_{inv_key}.npz"
             if args.reuse and inv_file.is_file():
                 with np.load(inv_file, allow_pickle=False) as z:
@@ -589,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if len(pair) == 2:
                 m_key = _key("morph", kind, args.noise, args.seed, args.inv_z_steps, args.inv_g_steps, args.inv_lr_z,
                              args.inv_lr_g, args.inv_n_starts, args.inv_mask_k, args.morph_frames,
-                             [f"{items[i].synset}/{items[i].model_id}" for i in pair], invert_defaults())
+                             [f"{items[i].synset}/{items[i].model_id}" for i in pair], invert_defaults(), gen_sha)
                 m_file = args.cache / f"morph_{kind}_{m_key}.npy"
                 if args.reuse and m_file.is_file():
                     frames = np.load(m_file, allow_pickle=False)
