@@ -31,6 +31,7 @@ from pc3d.inversion.invert import (
     invert,
     jitter,
     morph,
+    objective,
     reconstruct,
     select_starts,
 )
@@ -38,4 +39,4 @@ from pc3d.inversion.masks import MASK_KINDS, distance_mask, knn_mask, make_mask,
 
 __all__ = ["DEFAULT_STAGES", "MASK_KINDS", "MODES", "InversionResult", "InvertibleGenerator", "check_mask",
            "check_stages", "complete", "distance_mask", "diversity", "invert", "jitter", "knn_mask", "make_mask",
-           "masked_chamfer", "morph", "pad_clouds", "reconstruct", "select_starts", "slerp", "voxel_mask"]
+           "masked_chamfer", "morph", "objective", "pad_clouds", "reconstruct", "select_starts", "slerp", "voxel_mask"]
