@@ -335,6 +335,7 @@ def run_inversion(gen, parts: np.ndarray, args, log=print):
     for s in range(0, len(parts), args.inv_batch):
         x = torch.from_numpy(parts[s:s + args.inv_batch])
         res = complete(gen, x, mask={"kind": mask["kind"], "k": mask["k"]}, n_starts=args.inv_n_starts,
+                       n_candidates=inv.get("n_candidates", 1),
                        stages=stages, w_feature=inv["w_feature"], w_prior=inv["w_prior"], cd_stop=inv["cd_stop"],
                        seed=args.seed + s)
         clouds.append(res.clouds.numpy())

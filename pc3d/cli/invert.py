@@ -95,8 +95,8 @@ def _fit_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
     stages = OmegaConf.to_container(cfg.stages, resolve=True) if cfg.get("stages") is not None else None
     mask = OmegaConf.to_container(cfg.mask, resolve=True) if cfg.get("mask") is not None else None
-    return {"n_starts": cfg.n_starts, "stages": stages, "w_feature": cfg.w_feature, "w_prior": cfg.w_prior,
-            "cd_stop": cfg.cd_stop, "mask": mask}
+    return {"n_starts": cfg.n_starts, "n_candidates": cfg.get("n_candidates", 1), "stages": stages,
+            "w_feature": cfg.w_feature, "w_prior": cfg.w_prior, "cd_stop": cfg.cd_stop, "mask": mask}
 
 
 def _in_batches(fn, shapes: list, batch_size: int, seed: int | None):
@@ -133,8 +133,8 @@ def invert(cfg: DictConfig) -> dict[str, Any]:
         fit = mode
     if fit not in ("complete", "reconstruct"):
         raise ValueError(f"fit must be auto, complete or reconstruct, got {cfg.fit!r}")
-    for name in ("batch_size", "n_samples", "n_starts"):
-        v = cfg.get(name)
+    for name in ("batch_size", "n_samples", "n_starts", "n_candidates"):
+        v = cfg.get(name, 1)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an int >= 1, got {v!r}")
     kw = _fit_kwargs(cfg)
