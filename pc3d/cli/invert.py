@@ -134,7 +134,7 @@ def invert(cfg: DictConfig) -> dict[str, Any]:
     if fit not in ("complete", "reconstruct"):
         raise ValueError(f"fit must be auto, complete or reconstruct, got {cfg.fit!r}")
     for name in ("batch_size", "n_samples", "n_starts", "n_candidates"):
-        v = cfg.get(name, 1)
+        v = cfg.get(name, 1 if name == "n_candidates" else None)  # n_candidates: absent from older configs
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an int >= 1, got {v!r}")
     kw = _fit_kwargs(cfg)

@@ -317,6 +317,10 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
         self.log_dict(logs, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=points.shape[0])
 
     # ------------------------------------------------------------------ validation / test
+    def on_fit_start(self) -> None:
+        """Forget cached latents: a new fit may index other data."""
+        self._cache_w = self._cache_known = None
+
     def _real_latents(self, batch: dict) -> torch.Tensor:
         """The batch's latents: encoded now, or with ``latent_cache`` looked up by ``batch["index"]`` (each
         train item is encoded the first time it is seen, from the points sampled that time, and reused).
@@ -333,10 +337,11 @@ class LatentGAN(ReferenceEvaluation, L.LightningModule):
         index = torch.as_tensor(index, device=points.device).long().reshape(-1)
         need = int(index.max()) + 1
         if self._cache_w is None or self._cache_w.shape[0] < need or self._cache_w.device != points.device:
-            w = torch.zeros(need, self.latent_dim, device=points.device)
-            known = torch.zeros(need, dtype=torch.bool, device=points.device)
+            size = max(need, 2 * (0 if self._cache_w is None else self._cache_w.shape[0]))  # grow geometrically
+            w = torch.zeros(size, self.latent_dim, device=points.device)
+            known = torch.zeros(size, dtype=torch.bool, device=points.device)
             if self._cache_w is not None:
-                n_old = min(need, self._cache_w.shape[0])
+                n_old = min(size, self._cache_w.shape[0])
                 w[:n_old], known[:n_old] = self._cache_w[:n_old].to(w), self._cache_known[:n_old].to(known)
             self._cache_w, self._cache_known = w, known
         new = ~self._cache_known[index]

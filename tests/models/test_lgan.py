@@ -369,6 +369,10 @@ def test_latent_cache_encodes_each_item_once_and_trains_as_without_it(fc_ae_ckpt
     assert n_plain == 3 * 8 and n_cache == 8
     for a, b in zip(g_plain, g_cache):
         assert torch.equal(a, b)
+    # a new fit forgets the cache (its data may differ): the same model encodes its 8 items again
+    calls.clear()
+    trainer(max_epochs=1).fit(model, train_dataloaders=indexed_loader(8, 4, resample=False, seed=1))
+    assert sum(calls) == 8
 
 
 def test_latent_cache_keeps_the_first_latent_of_each_item(fc_ae_ckpt):
